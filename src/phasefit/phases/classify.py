@@ -1,0 +1,107 @@
+"""Phase 3: fine-tuning with a two-layer MLP head (transformers Trainer, early stopping, best checkpoint restored)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from ..config import ClassifyConfig
+from ..metrics import classification_metrics
+from ..model import ClassificationHead, EncoderClassifier
+from .common import common_arguments
+
+
+def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels: np.ndarray) -> Dataset:
+    """Tokenise once (truncated to the encoder's max length, unpadded); batches are padded per batch."""
+    tokenizer = encoder.tokenizer
+    encoded = tokenizer(list(texts), truncation=True, max_length=encoder.max_seq_length)
+    return Dataset.from_dict({**encoded, "labels": np.asarray(labels, dtype=np.int64)})
+
+
+def evaluation_interval(n_examples: int, batch_size: int) -> int:
+    """Evaluate (and maybe stop) once per epoch, but not more often than every 10 optimiser steps."""
+    return max(10, math.ceil(n_examples / batch_size))
+
+
+def train_classifier(
+    encoder: SentenceTransformer,
+    train_texts: Sequence[str],
+    train_labels: np.ndarray,
+    validation_texts: Sequence[str],
+    validation_labels: np.ndarray,
+    n_classes: int,
+    config: ClassifyConfig,
+    seed: int,
+    workdir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> tuple[ClassificationHead, dict[str, float]]:
+    """Train encoder + head on cross-entropy; stop when validation ``config.metric`` stops improving."""
+    torch.manual_seed(seed)
+    head = ClassificationHead(encoder.get_embedding_dimension(), config.head_size, n_classes, config.dropout).to(encoder.device)
+    classifier = EncoderClassifier(encoder, head)
+    encoder.requires_grad_(not config.freeze_encoder)
+
+    steps_per_epoch = math.ceil(len(train_texts) / config.batch_size)
+    max_steps = max(math.ceil(config.epochs * steps_per_epoch), config.min_steps)
+    interval = min(evaluation_interval(len(train_texts), config.batch_size), max_steps)
+    metric = "eval_loss" if config.metric == "loss" else f"eval_{config.metric}"
+    args = TrainingArguments(
+        **common_arguments(config, seed, workdir),
+        max_steps=max_steps,
+        eval_strategy="steps",
+        eval_steps=interval,
+        save_strategy="steps",
+        save_steps=interval,
+        save_total_limit=1,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=config.metric != "loss",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        warmup_steps=min(max_steps // 10, 100),
+    )
+    parameter_groups = [{"params": list(head.parameters()), "lr": config.head_learning_rate}]
+    if not config.freeze_encoder:
+        parameter_groups.append({"params": [p for p in encoder.parameters() if p.requires_grad], "lr": config.learning_rate})
+    optimizer = torch.optim.AdamW(parameter_groups, weight_decay=config.weight_decay)
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        predicted = np.asarray(prediction.predictions).argmax(axis=-1)
+        scores = classification_metrics(np.asarray(prediction.label_ids), predicted, list(range(n_classes)))
+        return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+
+    trainer = Trainer(
+        model=classifier,
+        args=args,
+        train_dataset=tokenized_dataset(encoder, train_texts, train_labels),
+        eval_dataset=tokenized_dataset(encoder, validation_texts, validation_labels),
+        data_collator=DataCollatorWithPadding(encoder.tokenizer),
+        compute_metrics=compute_metrics,
+        optimizers=(optimizer, None),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience), *callbacks],
+    )
+    for quiet in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(quiet)
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        encoder.requires_grad_(True)
+    best = trainer.state.best_metric
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    return head.eval(), {
+        "steps": trainer.state.global_step,
+        "best_validation_" + config.metric: float(best) if best is not None else float("nan"),
+        "best_step": int(trainer.state.best_global_step or 0),
+        "evaluations": len(evaluations),
+    }

@@ -1,0 +1,74 @@
+"""Phase 2: supervised contrastive learning (Siamese, cosine loss) after the imbalance correction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+from transformers import TrainerCallback
+
+from ..config import ContrastiveConfig, JointConfig
+from ..pairs import build_pairs, correct_imbalance
+from .common import run_sentence_trainer
+
+PROJECTION_MARKER = "phasefit_projection"
+
+
+def with_projection(encoder: SentenceTransformer) -> SentenceTransformer:
+    """The encoder plus one dense layer of the hidden size ("DAECL"), placed before a trailing Normalize.
+
+    The layer starts as the identity, so the phase starts from the embedding the encoder already
+    has; it is added once (a second contrastive phase reuses it).
+    """
+    modules = list(encoder)
+    if any(getattr(module, PROJECTION_MARKER, False) for module in modules):
+        return encoder
+    size = encoder.get_embedding_dimension()
+    projection = Dense(size, size, activation_function=torch.nn.Identity(), init_weight=torch.eye(size), init_bias=torch.zeros(size))
+    setattr(projection, PROJECTION_MARKER, True)
+    position = len(modules) - 1 if modules and isinstance(modules[-1], Normalize) else len(modules)
+    modules.insert(position, projection.to(encoder.device))
+    model = SentenceTransformer(modules=modules, device=str(encoder.device))
+    model.max_seq_length = encoder.max_seq_length
+    return model
+
+
+def pair_dataset(texts: Sequence[str], labels: np.ndarray, config: ContrastiveConfig | JointConfig, seed: int) -> Dataset:
+    """Columns ``sentence1``, ``sentence2``, ``score`` after the (optional) imbalance correction."""
+    rng = np.random.default_rng(seed)
+    texts, labels = list(texts), np.asarray(labels)
+    if config.imbalance_correction:
+        texts, labels = correct_imbalance(texts, labels, config.min_ratio, config.max_ratio, rng)
+    pairs = build_pairs(labels, config.pairs_per_example, rng)
+    if len(pairs) == 0:
+        raise ValueError("no training pairs could be built: the contrastive phase needs at least two classes with examples.")
+    return Dataset.from_dict(
+        {
+            "sentence1": [texts[i] for i in pairs.first],
+            "sentence2": [texts[i] for i in pairs.second],
+            "score": pairs.score.astype(np.float32),
+        }
+    )
+
+
+def train_contrastive(
+    encoder: SentenceTransformer,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    config: ContrastiveConfig,
+    seed: int,
+    workdir: Path,
+    callbacks: list[TrainerCallback] = (),
+) -> tuple[SentenceTransformer, dict[str, float]]:
+    """Pull same-class texts together and push different classes apart; returns the encoder with its projection."""
+    model = with_projection(encoder)
+    dataset = pair_dataset(texts, labels, config, seed)
+    stats = run_sentence_trainer(model, dataset, CosineSimilarityLoss(model), config, seed, workdir, list(callbacks))
+    stats["pairs"] = len(dataset)
+    return model, stats

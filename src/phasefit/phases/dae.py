@@ -1,0 +1,36 @@
+"""Phase 1: TSDAE-style denoising autoencoder on unlabelled texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from transformers import TrainerCallback
+
+from ..config import DAEConfig
+from ..losses import DenoisingLoss
+from .common import add_word_deletion, run_sentence_trainer, without_final_normalize
+
+
+def noisy_text_dataset(texts: Sequence[str], deletion_ratio: float, seed: int) -> Dataset:
+    """Columns ``damaged`` (word deletion, drawn afresh at each read) and ``original``."""
+    dataset = Dataset.from_dict({"damaged": list(texts), "original": list(texts)})
+    return add_word_deletion(dataset, deletion_ratio, seed)
+
+
+def train_dae(
+    encoder: SentenceTransformer,
+    texts: Sequence[str],
+    config: DAEConfig,
+    seed: int,
+    workdir: Path,
+    callbacks: list[TrainerCallback] = (),
+) -> tuple[SentenceTransformer, dict[str, float]]:
+    """Adapt ``encoder`` to the texts by reconstructing each text from its damaged copy's embedding."""
+    bottleneck = without_final_normalize(encoder)
+    loss = DenoisingLoss(bottleneck)
+    stats = run_sentence_trainer(bottleneck, noisy_text_dataset(texts, config.deletion_ratio, seed), loss, config, seed, workdir, list(callbacks))
+    stats["tied_decoder"] = float(loss.tied)
+    return encoder, stats

@@ -1,0 +1,41 @@
+"""The joint phase: L_DAE + L_CL on one encoder at every step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+from transformers import TrainerCallback
+
+from ..config import JointConfig
+from ..losses import DenoisingLoss, JointLoss
+from .common import add_word_deletion, run_sentence_trainer, without_final_normalize
+from .contrastive import pair_dataset, with_projection
+
+
+def train_joint(
+    encoder: SentenceTransformer,
+    labelled_texts: Sequence[str],
+    labels: np.ndarray,
+    unlabelled_texts: Sequence[str],
+    config: JointConfig,
+    seed: int,
+    workdir: Path,
+    callbacks: list[TrainerCallback] = (),
+) -> tuple[SentenceTransformer, dict[str, float]]:
+    """Each row holds a pair for the cosine loss and a text (cycled through the corpus) for the DAE loss."""
+    model = with_projection(encoder)
+    pairs = pair_dataset(labelled_texts, labels, config, seed)
+    corpus = list(unlabelled_texts) or list(labelled_texts)
+    order = np.random.default_rng(seed).permutation(len(corpus))
+    originals = [corpus[order[i % len(corpus)]] for i in range(len(pairs))]
+    dataset = pairs.add_column("original", originals).add_column("damaged", originals)
+    dataset = dataset.select_columns(["damaged", "original", "sentence1", "sentence2", "score"])
+    dataset = add_word_deletion(dataset, config.deletion_ratio, seed)
+    loss = JointLoss(DenoisingLoss(without_final_normalize(model)), CosineSimilarityLoss(model))
+    stats = run_sentence_trainer(model, dataset, loss, config, seed, workdir, list(callbacks))
+    stats["pairs"] = len(dataset)
+    return model, stats

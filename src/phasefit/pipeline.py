@@ -1,0 +1,242 @@
+"""Runs a recipe: phase after phase on one encoder, each phase's output cached by the hash of its inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from sentence_transformers import SentenceTransformer
+from transformers import TrainerCallback, set_seed
+
+from . import __version__
+from .config import PHASE_TITLES, RunConfig
+from .data import LabelledData, Split, load_data
+from .errors import ModelFilesError
+from .metrics import classification_metrics
+from .model import PhaseFitModel
+from .phases.classify import train_classifier
+from .phases.contrastive import train_contrastive
+from .phases.dae import train_dae
+from .phases.joint import train_joint
+from .recipes import Recipe, resolve
+
+logger = logging.getLogger(__name__)
+
+# Raise when a phase's computation changes, so that cached outputs of the old code are not reused.
+PHASE_IMPLEMENTATION_VERSION = 1
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the model, its scores and how long each phase took."""
+
+    model: PhaseFitModel
+    config: RunConfig
+    recipe: Recipe
+    validation_metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    phase_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cached_phases: list[str] = field(default_factory=list)
+    data_notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.name,
+            "phases": self.recipe.phases,
+            "validation": self.validation_metrics,
+            "test": self.test_metrics,
+            "phase_seconds": self.phase_seconds,
+            "phase_stats": self.phase_stats,
+            "cached_phases": self.cached_phases,
+            "data_notes": self.data_notes,
+        }
+
+
+def load_encoder(name_or_path: str, trust_remote_code: bool = False) -> SentenceTransformer:
+    """A sentence-transformers folder, a plain transformers checkpoint (mean pooling is added) or a hub id."""
+    path = Path(name_or_path).expanduser()
+    looks_local = path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local and not path.exists():
+        raise ModelFilesError(f"model {name_or_path}: no such folder.")
+    if path.is_dir() and not any((path / name).is_file() for name in ("modules.json", "config.json")):
+        raise ModelFilesError(f"model {name_or_path}: neither a sentence-transformers folder (modules.json) nor a transformers checkpoint (config.json).")
+    try:
+        return SentenceTransformer(str(path) if path.exists() else name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelFilesError(f"model {name_or_path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).") from None
+
+
+def automatic_max_length(encoder: SentenceTransformer, texts: list[str]) -> int:
+    """1.2 x the longest training text in tokens, capped by what the encoder takes (the paper's rule)."""
+    lengths = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True)["length"]
+    limit = encoder.max_seq_length or 512
+    return int(min(limit, max(16, math.ceil(1.2 * max(lengths)))))
+
+
+def _fingerprint(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:20]
+
+
+def _model_fingerprint(name_or_path: str) -> str:
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return name_or_path
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return _fingerprint([(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])
+
+
+class PhaseCache:
+    """Phase outputs on disk, keyed by everything they depend on; a no-op without a folder."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = Path(folder).expanduser() if folder else None
+
+    def path(self, key: str) -> Path | None:
+        return self.folder / key if self.folder else None
+
+    def load(self, key: str) -> SentenceTransformer | None:
+        path = self.path(key)
+        if path is None or not (path / "modules.json").is_file():
+            return None
+        return SentenceTransformer(str(path), local_files_only=True)
+
+    def store(self, key: str, encoder: SentenceTransformer) -> None:
+        path = self.path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=path.parent))
+        encoder.save(str(staging), create_model_card=False)
+        try:
+            staging.rename(path)
+        except OSError:  # another run stored it first
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def evaluate_split(model: PhaseFitModel, split: Split, batch_size: int = 64) -> dict[str, Any]:
+    """Scores of ``model`` on a split; every label the model knows is a row of the confusion matrix."""
+    predicted = model.predict(split.texts, batch_size=batch_size)
+    return classification_metrics(split.classes, predicted, model.labels)
+
+
+def train(
+    data: Any,
+    options: Mapping[str, Any] | None = None,
+    progress: Callable[[str], TrainerCallback] | None = None,
+    **keyword_options: Any,
+) -> TrainResult:
+    """Train a classifier with a recipe.
+
+    ``data`` is a :class:`LabelledData` or anything :func:`phasefit.load_data` reads (a path, a
+    DataFrame, a ``datasets`` object). Options are a nested dict and/or keywords, e.g.
+    ``train("data/", recipe="3phase", seed=1, dae={"epochs": 2}, ft={"freeze_encoder": True})``.
+    """
+    config, recipe = resolve({**(options or {}), **keyword_options})
+    if not isinstance(data, LabelledData):
+        data = load_data(
+            data,
+            text_column=config.text_column,
+            label_columns=config.label_columns,
+            seed=config.seed,
+            samples_per_class=config.samples_per_class,
+            validation_fraction=config.validation_fraction,
+            max_validation_examples=config.max_validation_examples,
+            unseen_test_labels=config.unseen_test_labels,  # type: ignore[arg-type]
+        )
+    for note in data.notes:
+        logger.info(note)
+    encoder = load_encoder(config.model, config.trust_remote_code)
+    max_length = config.max_length or automatic_max_length(encoder, data.train.texts)
+    encoder.max_seq_length = max_length
+    cache = PhaseCache(config.cache_dir)
+
+    train_codes = data.label_codes(data.train)
+    classes = data.classes
+    key = _fingerprint(_model_fingerprint(config.model), max_length, PHASE_IMPLEMENTATION_VERSION)
+    phase_seconds: dict[str, float] = {}
+    phase_stats: dict[str, dict[str, Any]] = {}
+    cached: list[str] = []
+    head = None
+    with tempfile.TemporaryDirectory(prefix="phasefit-") as scratch:
+        for index, step in enumerate(recipe.steps):
+            phase_config = config.phases[step.phase]
+            title = f"{index + 1}/{len(recipe.steps)} {PHASE_TITLES[step.phase]}"
+            callbacks = [progress(title)] if progress else []
+            workdir = Path(scratch) / f"{index}-{step.phase}"
+            started = time.perf_counter()
+            set_seed(config.seed + index)
+            if step.phase == "ft":
+                validation_codes = data.label_codes(data.validation)[:, -1]
+                head, stats = train_classifier(
+                    encoder, data.train.texts, train_codes[:, -1], data.validation.texts, validation_codes,
+                    len(classes), phase_config, config.seed + index, workdir, callbacks,
+                )
+            else:
+                inputs = _phase_inputs(step.phase, data, phase_config, config.seed)
+                key = _fingerprint(key, step.phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])
+                reused = cache.load(key)
+                if reused is not None:
+                    reused.max_seq_length = max_length
+                    encoder, stats = reused, {"cached": True}
+                    cached.append(step.phase)
+                else:
+                    encoder, stats = _run_encoder_phase(step.phase, encoder, data, train_codes, inputs, phase_config, config.seed + index, workdir, callbacks)
+                    cache.store(key, encoder)
+            phase_seconds[step.phase] = round(time.perf_counter() - started, 2)
+            phase_stats[step.phase] = stats
+
+    info = {
+        "phasefit_version": __version__,
+        "base_model": config.model,
+        "recipe": recipe.name,
+        "label_columns": list(config.label_columns),
+        "text_column": config.text_column,
+        "max_length": max_length,
+        "seed": config.seed,
+    }
+    model = PhaseFitModel(encoder, head, classes, info)
+    validation_metrics = evaluate_split(model, data.validation)
+    test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
+    return TrainResult(model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, list(data.notes))
+
+
+def _phase_inputs(phase: str, data: LabelledData, phase_config: Any, seed: int) -> dict[str, Any]:
+    texts = data.dae_corpus(getattr(phase_config, "max_texts", None), seed) if phase == "dae" else None
+    labelled = _fingerprint(data.train.texts, data.train.labels) if phase in {"cl", "joint"} else None
+    unlabelled = _fingerprint(sorted(set(data.unlabelled_texts))) if phase == "joint" else None
+    return {"dae_texts": texts, "fingerprint": _fingerprint(texts, labelled, unlabelled)}
+
+
+def _run_encoder_phase(
+    phase: str,
+    encoder: SentenceTransformer,
+    data: LabelledData,
+    train_codes: np.ndarray,
+    inputs: dict[str, Any],
+    phase_config: Any,
+    seed: int,
+    workdir: Path,
+    callbacks: list[TrainerCallback],
+) -> tuple[SentenceTransformer, dict[str, Any]]:
+    if phase == "dae":
+        return train_dae(encoder, inputs["dae_texts"], phase_config, seed, workdir, callbacks)
+    if phase == "cl":
+        return train_contrastive(encoder, data.train.texts, train_codes, phase_config, seed, workdir, callbacks)
+    if phase == "joint":
+        return train_joint(encoder, data.train.texts, train_codes, data.dae_corpus(None, seed), phase_config, seed, workdir, callbacks)
+    raise ValueError(f"unknown phase {phase!r}")
