@@ -43,17 +43,17 @@ def build_tiny_encoder(folder: Path, architecture: str = "bert", normalize: bool
 
     checkpoint = folder / f"{architecture}-checkpoint"
     checkpoint.mkdir(parents=True, exist_ok=True)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] if architecture == "bert" else ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] if architecture == "bert" else ["<s>", "<pad>", "</s>", "[UNK]", "<unk>", "<mask>"]
     words = sorted({w for topic in TOPICS.values() for w in topic} | set(FILLER) | {"new", "game", "team", "hot", "day"})
-    (checkpoint / "vocab.txt").write_text("\n".join(specials + words + list("abcdefghijklmnopqrstuvwxyz")) + "\n")
+    vocabulary = {token: i for i, token in enumerate(specials + words + list("abcdefghijklmnopqrstuvwxyz"))}
     sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     torch_seed = __import__("torch").manual_seed(0)
     del torch_seed
     if architecture == "bert":
-        tokenizer = BertTokenizerFast(vocab_file=str(checkpoint / "vocab.txt"))
+        tokenizer = BertTokenizerFast(vocab=vocabulary)
         model = BertModel(BertConfig(vocab_size=len(tokenizer), **sizes))
     else:
-        tokenizer = MPNetTokenizerFast(vocab_file=str(checkpoint / "vocab.txt"))
+        tokenizer = MPNetTokenizerFast(vocab=vocabulary)
         model = MPNetModel(MPNetConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **sizes))
     model.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)

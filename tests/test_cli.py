@@ -1,0 +1,133 @@
+"""The command line through typer's runner: round trip, and bad input that must fail cleanly."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import FAST, toy_rows
+from phasefit.cli import app
+
+runner = CliRunner()
+
+
+def fast_flags(model: str) -> list[str]:
+    flags = ["--model", model, "--seed", "0"]
+    for phase, options in FAST.items():
+        for key, value in options.items():
+            flags += [f"--{phase}-{key.replace('_', '-')}", str(value)]
+    return flags
+
+
+def test_train_predict_evaluate_round_trip(toy_folder, tiny_model, tmp_path):
+    output = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(toy_folder), "--recipe", "cl+ft", "--output", str(output), *fast_flags(tiny_model)])
+    assert trained.exit_code == 0, trained.output
+    for name in ("metrics.json", "config.yaml", "confusion_matrix.png", "head.safetensors", "phasefit.json", "modules.json"):
+        assert (output / name).is_file(), name
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["recipe"] == "cl+ft" and metrics["test"]["n_examples"] == 30
+    config = yaml.safe_load((output / "config.yaml").read_text())
+    assert config["cl"]["learning_rate"] == FAST["cl"]["learning_rate"] and config["recipe"] == "cl+ft"
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the team won the match\nrain and snow today\n")
+    predictions = tmp_path / "predictions.jsonl"
+    predicted = runner.invoke(app, ["predict", str(output), str(texts), "--output", str(predictions), "--proba"])
+    assert predicted.exit_code == 0, predicted.output
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [row["text"] for row in rows] == ["the team won the match", "rain and snow today"]
+    assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-4 for row in rows)
+
+    report = tmp_path / "eval.json"
+    evaluated = runner.invoke(app, ["evaluate", str(output), str(toy_folder), "--json", str(report)])
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = json.loads(report.read_text())
+    assert scores["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert report.with_suffix(".png").is_file()
+
+
+def test_yaml_config_is_read_and_command_line_wins(toy_folder, tiny_model, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"recipe": "ft", "seed": 3, **FAST}))
+    output = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(toy_folder), "--config", str(config), "--model", tiny_model, "--seed", "5", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((output / "config.yaml").read_text())
+    assert written["seed"] == 5 and written["recipe"] == "ft" and written["ft"]["head_size"] == FAST["ft"]["head_size"]
+
+
+def _table(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def _good_csv(tmp_path):
+    return _table(tmp_path, "good.csv", pd.DataFrame(toy_rows({"sport": 12, "weather": 12})).to_csv(index=False))
+
+
+BAD = {
+    "missing file": (lambda p, m: ["train", str(p / "nope.csv"), "--model", m], "no such file"),
+    "empty file": (lambda p, m: ["train", str(_table(p, "e.csv", "")), "--model", m], "empty"),
+    "header only": (lambda p, m: ["train", str(_table(p, "h.csv", "text,label\n")), "--model", m], "no rows"),
+    "missing column": (lambda p, m: ["train", str(_good_csv(p)), "--text-column", "body", "--model", m], "no column 'body'; the columns are 'text', 'label'"),
+    "empty texts": (lambda p, m: ["train", str(_table(p, "t.csv", "text,label\na,x\n,y\nb,x\nc,y\n")), "--model", m], "empty text in column 'text' at rows 3"),
+    "blank labels": (lambda p, m: ["train", str(_table(p, "l.csv", "text,label\na,x\nb,\nc,y\nd,y\n")), "--model", m], "at rows 3"),
+    "single class": (lambda p, m: ["train", str(_table(p, "s.csv", "text,label\na,x\nb,x\n")), "--model", m], "single class"),
+    "unknown recipe": (lambda p, m: ["train", str(_good_csv(p)), "--recipe", "4phase", "--model", m], "unknown recipe '4phase'"),
+    "unknown option in config": (lambda p, m: ["train", str(_good_csv(p)), "--config", str(_table(p, "c.yaml", "dae:\n  epoch: 2\n")), "--model", m], "unknown option dae.epoch"),
+    "zero epochs": (lambda p, m: ["train", str(_good_csv(p)), "--ft-epochs", "0", "--model", m], "option ft.epochs must be > 0"),
+    "negative batch size": (lambda p, m: ["train", str(_good_csv(p)), "--batch-size", "-4", "--model", m], "batch_size must be a whole number >= 1"),
+    "zero ratio": (lambda p, m: ["train", str(_good_csv(p)), "--cl-max-ratio", "0", "--model", m], "cl.max_ratio must be >= 1"),
+    "model path missing": (lambda p, m: ["train", str(_good_csv(p)), "--model", str(p / "no-model")], "no such folder"),
+    "model dir of another tool": (lambda p, m: ["predict", m, str(_table(p, "x.txt", "hi\n"))], "not a phasefit model directory (missing phasefit.json, head.safetensors)"),
+    "non utf-8": (lambda p, m: ["train", str(_table(p, "u.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"))), "--model", m], "not valid UTF-8"),
+    "binary file": (lambda p, m: ["train", str(_table(p, "b.jsonl", b"\x00\xff\x00\x01")), "--model", m], "line 1 is not valid UTF-8"),
+    "unknown file type": (lambda p, m: ["train", str(_table(p, "d.xlsx", "x")), "--model", m], "unknown file type '.xlsx'"),
+    "bad yaml": (lambda p, m: ["train", str(_good_csv(p)), "--config", str(_table(p, "bad.yaml", "a: [1,\n")), "--model", m], "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_fails_with_a_specific_message_and_no_traceback(case, tmp_path, tiny_model):
+    make_args, message = BAD[case]
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("earlier output")
+    args = make_args(tmp_path, tiny_model)
+    if args[0] == "train":
+        args += ["--output", str(output), "--overwrite"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert (output / "keep.txt").read_text() == "earlier output"
+
+
+def test_non_empty_output_is_not_overwritten_without_the_flag(toy_folder, tiny_model, tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("earlier output")
+    result = runner.invoke(app, ["train", str(toy_folder), "--output", str(output), *fast_flags(tiny_model)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (output / "keep.txt").read_text() == "earlier output"
+
+
+def test_unseen_test_labels_are_reported_by_name(tmp_path, tiny_model):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    pd.DataFrame(toy_rows({"sport": 10, "weather": 10})).to_json(folder / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 3, "food": 2})).to_json(folder / "test.jsonl", orient="records", lines=True)
+    result = runner.invoke(app, ["train", str(folder), "--output", str(tmp_path / "o"), *fast_flags(tiny_model)])
+    assert result.exit_code == 2 and "'food'" in result.output
+
+
+def test_recipes_command_lists_all_seven():
+    result = runner.invoke(app, ["recipes"])
+    assert result.exit_code == 0
+    for name in ("3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft"):
+        assert name in result.output

@@ -1,0 +1,93 @@
+"""Each phase lowers its own loss on a toy set (tiny random encoder)."""
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from conftest import toy_rows
+from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
+from phasefit.losses import DenoisingLoss
+from phasefit.phases.classify import train_classifier
+from phasefit.phases.contrastive import train_contrastive, with_projection
+from phasefit.phases.dae import train_dae
+from phasefit.phases.joint import train_joint
+
+
+@pytest.fixture()
+def toy():
+    rows = toy_rows({"sport": 24, "weather": 24, "food": 24}, seed=5)
+    texts = [r["text"] for r in rows]
+    names = sorted({r["label"] for r in rows})
+    labels = np.array([[names.index(r["label"])] for r in rows])
+    return texts, labels
+
+
+def test_dae_lowers_reconstruction_loss_and_keeps_the_encoder(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    before = encoder.encode(["the team won"])
+    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3), 0, tmp_path, [])
+    assert trained is encoder and stats["tied_decoder"] == 1.0
+    assert stats["last_logged_loss"] < stats["first_logged_loss"]
+    assert not np.allclose(before, trained.encode(["the team won"]))
+    assert type(list(trained)[-1]).__name__ == "Normalize"
+
+
+def test_tied_decoder_starts_from_the_encoders_current_weights(tiny_model):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    with torch.no_grad():
+        encoder.transformers_model.embeddings.word_embeddings.weight.add_(1.0)
+    expected = encoder.transformers_model.embeddings.word_embeddings.weight.clone()
+    loss = DenoisingLoss(encoder)
+    assert torch.equal(loss.decoder.get_input_embeddings().weight, expected)
+    assert loss.decoder.get_input_embeddings().weight is encoder.transformers_model.embeddings.word_embeddings.weight
+
+
+def test_mpnet_gets_a_working_fallback_decoder(tiny_mpnet, toy, tmp_path, caplog):
+    encoder = SentenceTransformer(tiny_mpnet, device="cpu")
+    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3), 0, tmp_path, [])
+    assert stats["tied_decoder"] == 0.0
+    assert stats["last_logged_loss"] < stats["first_logged_loss"]
+    assert "untied BERT decoder" in caplog.text
+
+
+def test_contrastive_lowers_cosine_loss_and_adds_one_projection(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    config = ContrastiveConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4)
+    trained, stats = train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path, [])
+    assert stats["last_logged_loss"] < stats["first_logged_loss"]
+    names = [type(m).__name__ for m in trained]
+    assert names == ["Transformer", "Pooling", "Dense", "Normalize"]
+    assert len(list(with_projection(trained))) == 4
+
+
+def test_projection_starts_as_identity(tiny_model):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    assert np.allclose(encoder.encode(["rain and snow"]), with_projection(encoder).encode(["rain and snow"]), atol=1e-6)
+
+
+def test_joint_lowers_both_losses(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    config = JointConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4)
+    trained, stats = train_joint(encoder, toy[0], toy[1], toy[0], config, 0, tmp_path, [])
+    assert stats["last_logged_loss"] < stats["first_logged_loss"]
+
+
+def test_classifier_learns_the_toy_task(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    texts, labels = toy
+    config = ClassifyConfig(epochs=30, min_steps=0, batch_size=16, learning_rate=1e-3, head_learning_rate=5e-3, head_size=32, patience=5)
+    head, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
+    embeddings = torch.as_tensor(encoder.encode(texts[54:]))
+    accuracy = (head(embeddings).argmax(-1).numpy() == labels[54:, -1]).mean()
+    assert accuracy >= 0.8
+    assert stats["evaluations"] >= 2
+
+
+def test_frozen_encoder_is_not_changed(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    before = [p.clone() for p in encoder.parameters()]
+    texts, labels = toy
+    config = ClassifyConfig(epochs=2, min_steps=0, batch_size=16, freeze_encoder=True, head_size=8)
+    train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
+    assert all(torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
