@@ -59,18 +59,10 @@ class ContrastiveConfig:
 
 
 @dataclass
-class JointConfig:
-    """One phase minimising L_DAE + L_CL at every step (the paper's Joint variant)."""
+class JointConfig(ContrastiveConfig):
+    """One phase minimising L_DAE + L_CL at every step (the paper's Joint variant): the CL options plus the DAE noise."""
 
-    epochs: float = 3.0
-    learning_rate: float = 2e-5
-    batch_size: int = 32
     deletion_ratio: float = 0.6
-    pairs_per_example: float = 4.0
-    imbalance_correction: bool = True
-    min_ratio: float = 1.5
-    max_ratio: float = 4.0
-    weight_decay: float = 0.0
 
 
 @dataclass
