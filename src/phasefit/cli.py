@@ -7,6 +7,7 @@ import inspect
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import typing
@@ -143,6 +144,8 @@ def train_command(
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Reuse phase outputs computed before with the same inputs."),
     unseen_test_labels: Optional[str] = typer.Option(None, "--unseen-test-labels", help="error (default) or drop: test rows whose label train never has."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder (after training succeeds)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same output folder (rerunning the same command does it too)."),
+    checkpoint_steps: Optional[int] = typer.Option(None, "--checkpoint-steps", help="Checkpoint the running phase every N steps, for resuming (default 50)."),
     **phase_options: Any,
 ) -> None:
     """Train a classifier with a recipe, evaluate it on the test split, and save it."""
@@ -154,15 +157,21 @@ def train_command(
     options = _collect_options(
         config,
         {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class, "text_column": text_column,
-         "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels},
+         "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels,
+         "checkpoint_steps": checkpoint_steps},
         phase_options,
         batch_size,
     )
     resolved, recipe_spec = resolve(options)  # fails fast on a bad option, before any loading
     _check_output_dir(output, overwrite)
+    work_dir = work_dir_for(output)
+    if resume and not work_dir.is_dir():
+        raise ConfigError(f"--resume: no interrupted run of {output} to continue (no {work_dir}).")
     console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
+    if work_dir.is_dir():
+        console.print(f"Resuming the interrupted run kept in {work_dir}.", highlight=False)
     with PhaseProgress(console) as progress:
-        result = train(data, options, progress=progress.callback)
+        result = train(data, options, progress=progress.callback, work_dir=work_dir)
     for note in result.data_notes:
         console.print(f"[dim]data: {note}[/]", highlight=False)
     scores = {"validation": result.validation_metrics}
@@ -175,9 +184,15 @@ def train_command(
     }
     files["confusion_matrix.png"] = _confusion_png(result.test_metrics or result.validation_metrics)
     result.model.save_pretrained(output, extra_files=files)
+    shutil.rmtree(work_dir, ignore_errors=True)
     console.print(_score_table(f"{recipe_spec.name} on {Path(data).name if os.path.exists(data) else data}", scores))
     console.print("phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items()))
     console.print(f"Saved to [bold]{output}[/] (model, metrics.json, config.yaml, confusion_matrix.png).", highlight=False)
+
+
+def work_dir_for(output: Path) -> Path:
+    """Where a run keeps finished phases and checkpoints until its model is saved."""
+    return output.parent / f".{output.name}.phasefit-work"
 
 
 def _confusion_png(metrics: dict[str, Any]) -> bytes:

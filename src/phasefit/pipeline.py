@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import tempfile
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,8 +124,6 @@ class PhaseCache:
         try:
             staging.rename(path)
         except OSError:  # another run stored it first
-            import shutil
-
             shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -138,6 +137,7 @@ def train(
     data: Any,
     options: Mapping[str, Any] | None = None,
     progress: Callable[[str], TrainerCallback] | None = None,
+    work_dir: str | Path | None = None,
     **keyword_options: Any,
 ) -> TrainResult:
     """Train a classifier with a recipe.
@@ -145,6 +145,10 @@ def train(
     ``data`` is a :class:`LabelledData` or anything :func:`phasefit.load_data` reads (a path, a
     DataFrame, a ``datasets`` object). Options are a nested dict and/or keywords, e.g.
     ``train("data/", recipe="3phase", seed=1, dae={"epochs": 2}, ft={"freeze_encoder": True})``.
+
+    With ``work_dir``, the run can be resumed: finished phases are kept there and the running
+    phase checkpoints every ``checkpoint_steps`` steps; calling ``train`` again with the same
+    ``work_dir`` and options skips the finished phases and continues from the last checkpoint.
     """
     config, recipe = resolve({**(options or {}), **keyword_options})
     if not isinstance(data, LabelledData):
@@ -163,7 +167,9 @@ def train(
     encoder = load_encoder(config.model, config.trust_remote_code)
     max_length = config.max_length or automatic_max_length(encoder, data.train.texts)
     encoder.max_seq_length = max_length
-    cache = PhaseCache(config.cache_dir)
+    work = Path(work_dir) if work_dir is not None else None
+    caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
+    checkpoint_steps = config.checkpoint_steps if work else None
 
     train_codes = data.label_codes(data.train)
     classes = data.classes
@@ -173,30 +179,36 @@ def train(
     cached: list[str] = []
     head = None
     with tempfile.TemporaryDirectory(prefix="phasefit-") as scratch:
+        checkpoints = work / "checkpoints" if work else Path(scratch)
         for index, step in enumerate(recipe.steps):
             phase_config = config.phases[step.phase]
             title = f"{index + 1}/{len(recipe.steps)} {PHASE_TITLES[step.phase]}"
             callbacks = [progress(title)] if progress else []
-            workdir = Path(scratch) / f"{index}-{step.phase}"
             started = time.perf_counter()
             set_seed(config.seed + index)
             if step.phase == "ft":
+                workdir = checkpoints / f"{index}-ft-{_fingerprint(key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels)}"
                 validation_codes = data.label_codes(data.validation)[:, -1]
                 head, stats = train_classifier(
                     encoder, data.train.texts, train_codes[:, -1], data.validation.texts, validation_codes,
-                    len(classes), phase_config, config.seed + index, workdir, callbacks,
+                    len(classes), phase_config, config.seed + index, workdir, callbacks, resumable=work is not None,
                 )
             else:
                 inputs = _phase_inputs(step.phase, data, phase_config, config.seed)
                 key = _fingerprint(key, step.phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])
-                reused = cache.load(key)
+                reused = next((found for cache in caches if (found := cache.load(key)) is not None), None)
                 if reused is not None:
                     reused.max_seq_length = max_length
                     encoder, stats = reused, {"cached": True}
                     cached.append(step.phase)
                 else:
-                    encoder, stats = _run_encoder_phase(step.phase, encoder, data, train_codes, inputs, phase_config, config.seed + index, workdir, callbacks)
-                    cache.store(key, encoder)
+                    workdir = checkpoints / f"{index}-{step.phase}-{key}"
+                    encoder, stats = _run_encoder_phase(
+                        step.phase, encoder, data, train_codes, inputs, phase_config, config.seed + index, workdir, callbacks, checkpoint_steps
+                    )
+                    for cache in caches:
+                        cache.store(key, encoder)
+                    shutil.rmtree(workdir, ignore_errors=True)
             phase_seconds[step.phase] = round(time.perf_counter() - started, 2)
             phase_stats[step.phase] = stats
 
@@ -232,11 +244,12 @@ def _run_encoder_phase(
     seed: int,
     workdir: Path,
     callbacks: list[TrainerCallback],
+    checkpoint_steps: int | None,
 ) -> tuple[SentenceTransformer, dict[str, Any]]:
     if phase == "dae":
-        return train_dae(encoder, inputs["dae_texts"], phase_config, seed, workdir, callbacks)
+        return train_dae(encoder, inputs["dae_texts"], phase_config, seed, workdir, callbacks, checkpoint_steps)
     if phase == "cl":
-        return train_contrastive(encoder, data.train.texts, train_codes, phase_config, seed, workdir, callbacks)
+        return train_contrastive(encoder, data.train.texts, train_codes, phase_config, seed, workdir, callbacks, checkpoint_steps)
     if phase == "joint":
-        return train_joint(encoder, data.train.texts, train_codes, data.dae_corpus(None, seed), phase_config, seed, workdir, callbacks)
+        return train_joint(encoder, data.train.texts, train_codes, data.dae_corpus(None, seed), phase_config, seed, workdir, callbacks, checkpoint_steps)
     raise ValueError(f"unknown phase {phase!r}")

@@ -17,7 +17,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..config import ClassifyConfig
 from ..metrics import classification_metrics
 from ..model import ClassificationHead, EncoderClassifier
-from .common import common_arguments
+from .common import common_arguments, latest_checkpoint
 
 
 def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels: np.ndarray) -> Dataset:
@@ -43,6 +43,7 @@ def train_classifier(
     seed: int,
     workdir: Path,
     callbacks: Sequence[TrainerCallback] = (),
+    resumable: bool = False,
 ) -> tuple[ClassificationHead, dict[str, float]]:
     """Train encoder + head on cross-entropy; stop when validation ``config.metric`` stops improving."""
     torch.manual_seed(seed)
@@ -62,7 +63,7 @@ def train_classifier(
         save_strategy="steps",
         save_steps=interval,
         save_total_limit=1,
-        save_only_model=True,
+        save_only_model=not resumable,
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=config.metric != "loss",
@@ -92,11 +93,12 @@ def train_classifier(
     )
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
+    resume_from = latest_checkpoint(workdir) if resumable else None
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_from)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
         encoder.requires_grad_(True)
+    shutil.rmtree(workdir, ignore_errors=True)
     best = trainer.state.best_metric
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     return head.eval(), {
@@ -104,4 +106,5 @@ def train_classifier(
         "best_validation_" + config.metric: float(best) if best is not None else float("nan"),
         "best_step": int(trainer.state.best_global_step or 0),
         "evaluations": len(evaluations),
+        "resumed_from_step": int(Path(resume_from).name.split("-")[-1]) if resume_from else 0,
     }

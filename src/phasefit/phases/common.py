@@ -11,6 +11,7 @@ import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.modules import Normalize
+from safetensors.torch import load_model, save_model
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -56,6 +57,39 @@ class _SentenceTrainer(SentenceTransformerTrainer):
         return None
 
 
+class LossStateCheckpoint(TrainerCallback):
+    """Saves the weights a loss owns beyond the model (a DAE decoder) into every checkpoint, for resuming."""
+
+    file_name = "loss_state.safetensors"
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            save_model(self.module, str(Path(args.output_dir) / f"checkpoint-{state.global_step}" / self.file_name))
+
+    def restore(self, checkpoint: str) -> None:
+        load_model(self.module, str(Path(checkpoint) / self.file_name), strict=False)
+
+
+def checkpoint_options(checkpoint_steps: int | None) -> dict[str, Any]:
+    if not checkpoint_steps:
+        return {"save_strategy": "no"}
+    return {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": 1}
+
+
+def latest_checkpoint(output_dir: Path, required_file: str = "trainer_state.json") -> str | None:
+    """The newest complete ``checkpoint-N`` folder a killed run left (a half-written one is skipped)."""
+    if not output_dir.is_dir():
+        return None
+    candidates = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    for candidate in sorted(candidates, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if (candidate / "trainer_state.json").is_file() and (candidate / required_file).is_file():
+            return str(candidate)
+    return None
+
+
 def run_sentence_trainer(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -64,15 +98,27 @@ def run_sentence_trainer(
     seed: int,
     output_dir: Path,
     callbacks: list[TrainerCallback],
+    checkpoint_steps: int | None = None,
+    loss_state: torch.nn.Module | None = None,
 ) -> dict[str, float]:
-    """Train with the sentence-transformers trainer, no checkpoints; returns the trainer's train metrics."""
-    args = SentenceTransformerTrainingArguments(**common_arguments(config, seed, output_dir), save_strategy="no")
-    trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks)
+    """Train with the sentence-transformers trainer; with ``checkpoint_steps``, checkpoint and resume from ``output_dir``."""
+    args = SentenceTransformerTrainingArguments(**common_arguments(config, seed, output_dir), **checkpoint_options(checkpoint_steps))
+    extra = [LossStateCheckpoint(loss_state)] if checkpoint_steps and loss_state is not None else []
+    trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[*callbacks, *extra])
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
-    result = trainer.train()
+    resume_from = latest_checkpoint(output_dir, LossStateCheckpoint.file_name if extra else "trainer_state.json") if checkpoint_steps else None
+    if resume_from and extra:
+        extra[0].restore(resume_from)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"train_loss": float(result.training_loss), "first_logged_loss": losses[0] if losses else float("nan"), "last_logged_loss": losses[-1] if losses else float("nan"), "steps": trainer.state.global_step}
+    return {
+        "train_loss": float(result.training_loss),
+        "first_logged_loss": losses[0] if losses else float("nan"),
+        "last_logged_loss": losses[-1] if losses else float("nan"),
+        "steps": trainer.state.global_step,
+        "resumed_from_step": int(Path(resume_from).name.split("-")[-1]) if resume_from else 0,
+    }
 
 
 def without_final_normalize(model: SentenceTransformer) -> SentenceTransformer:

@@ -27,10 +27,12 @@ def train_dae(
     seed: int,
     workdir: Path,
     callbacks: list[TrainerCallback] = (),
+    checkpoint_steps: int | None = None,
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Adapt ``encoder`` to the texts by reconstructing each text from its damaged copy's embedding."""
     bottleneck = without_final_normalize(encoder)
     loss = DenoisingLoss(bottleneck)
-    stats = run_sentence_trainer(bottleneck, noisy_text_dataset(texts, config.deletion_ratio, seed), loss, config, seed, workdir, list(callbacks))
+    dataset = noisy_text_dataset(texts, config.deletion_ratio, seed)
+    stats = run_sentence_trainer(bottleneck, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.decoder)
     stats["tied_decoder"] = float(loss.tied)
     return encoder, stats

@@ -25,6 +25,7 @@ def train_joint(
     seed: int,
     workdir: Path,
     callbacks: list[TrainerCallback] = (),
+    checkpoint_steps: int | None = None,
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Each row holds a pair for the cosine loss and a text (cycled through the corpus) for the DAE loss."""
     model = with_projection(encoder)
@@ -36,6 +37,6 @@ def train_joint(
     dataset = dataset.select_columns(["damaged", "original", "sentence1", "sentence2", "score"])
     dataset = add_word_deletion(dataset, config.deletion_ratio, seed)
     loss = JointLoss(DenoisingLoss(without_final_normalize(model)), CosineSimilarityLoss(model))
-    stats = run_sentence_trainer(model, dataset, loss, config, seed, workdir, list(callbacks))
+    stats = run_sentence_trainer(model, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.denoising.decoder)
     stats["pairs"] = len(dataset)
     return model, stats
