@@ -88,6 +88,8 @@ BAD = {
     "non utf-8": (lambda p, m: ["train", str(_table(p, "u.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"))), "--model", m], "not valid UTF-8"),
     "binary file": (lambda p, m: ["train", str(_table(p, "b.jsonl", b"\x00\xff\x00\x01")), "--model", m], "line 1 is not valid UTF-8"),
     "unknown file type": (lambda p, m: ["train", str(_table(p, "d.xlsx", "x")), "--model", m], "unknown file type '.xlsx'"),
+    "null label in json lines": (lambda p, m: ["train", str(_table(p, "n.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n')), "--model", m], "empty or missing label in column 'label' at rows 2"),
+    "inconsistent hierarchy": (lambda p, m: ["train", str(_table(p, "h2.csv", "text,topic,sub\na,x,s1\nb,y,s1\nc,y,s2\nd,x,s3\n")), "--label-column", "topic", "--label-column", "sub", "--model", m], "'s1' in column 'sub' sits under 'x'"),
     "bad yaml": (lambda p, m: ["train", str(_good_csv(p)), "--config", str(_table(p, "bad.yaml", "a: [1,\n")), "--model", m], "not valid YAML"),
 }
 
@@ -131,3 +133,36 @@ def test_recipes_command_lists_all_seven():
     assert result.exit_code == 0
     for name in ("3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft"):
         assert name in result.output
+
+
+def _train_ok(tmp_path, tiny_model, csv_text: str, *extra: str):
+    data = _table(tmp_path, "data.csv", csv_text)
+    result = runner.invoke(app, ["train", str(data), "--output", str(tmp_path / "o"), "--recipe", "3phase", *fast_flags(tiny_model), *extra])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split()), json.loads((tmp_path / "o" / "metrics.json").read_text())
+
+
+def test_a_class_with_one_example_still_trains_all_three_phases(tmp_path, tiny_model):
+    rows = pd.DataFrame(toy_rows({"sport": 20, "weather": 20}) + toy_rows({"food": 1}, seed=9))
+    output, report = _train_ok(tmp_path, tiny_model, rows.to_csv(index=False))
+    assert report["phases"] == ["dae", "cl", "ft"] and report["phase_stats"]["cl"]["pairs"] > 0
+
+
+def test_numeric_labels_and_duplicate_rows_train_with_a_note(tmp_path, tiny_model):
+    rows = pd.DataFrame(toy_rows({"sport": 12, "weather": 12}))
+    rows["label"] = rows["label"].map({"sport": 0, "weather": 1})
+    rows = pd.concat([rows, rows.head(3)])
+    output, report = _train_ok(tmp_path, tiny_model, rows.to_csv(index=False))
+    assert "duplicate training rows" in output
+    assert PhaseFitModelLabels(tmp_path / "o") == ["0", "1"]
+
+
+def test_very_long_texts_are_truncated_with_a_warning(tmp_path, tiny_model):
+    rows = pd.DataFrame(toy_rows({"sport": 12, "weather": 12}))
+    rows.loc[0, "text"] = " ".join(["team"] * 500)
+    output, report = _train_ok(tmp_path, tiny_model, rows.to_csv(index=False), "--max-length", "32")
+    assert "longer than 32 tokens and are truncated" in output
+
+
+def PhaseFitModelLabels(directory):
+    return json.loads((directory / "phasefit.json").read_text())["labels"]

@@ -62,7 +62,12 @@ def _setup_quiet_logging() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
-    logging.getLogger("phasefit").setLevel(logging.INFO)
+    from rich.logging import RichHandler
+
+    phasefit_logger = logging.getLogger("phasefit")
+    phasefit_logger.setLevel(logging.WARNING)
+    if not phasefit_logger.handlers:
+        phasefit_logger.addHandler(RichHandler(console=console, show_time=False, show_path=False))
 
 
 def _score_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
@@ -85,6 +90,20 @@ def _check_output_dir(output: Path, overwrite: bool) -> None:
         parent = parent.parent
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"--output {output}: cannot write in {parent} (permission denied).")
+
+
+def _check_free_space(output: Path, model: str) -> None:
+    """A run writes the model and, while it trains, checkpoints with optimiser state: about 4 x the base weights."""
+    source = Path(model)
+    if not source.is_dir():
+        return
+    needed = 4 * sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    parent = output.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if free < needed:
+        raise ConfigError(f"--output {output}: only {free / 2**20:.0f} MiB free in {parent}; this run needs about {needed / 2**20:.0f} MiB.")
 
 
 def _phase_option_parameters() -> list[inspect.Parameter]:
@@ -150,7 +169,7 @@ def train_command(
 ) -> None:
     """Train a classifier with a recipe, evaluate it on the test split, and save it."""
     _setup_quiet_logging()
-    from .pipeline import train
+    from .pipeline import load_configured_data, train
     from .progress import PhaseProgress
     from .recipes import resolve
 
@@ -164,16 +183,20 @@ def train_command(
     )
     resolved, recipe_spec = resolve(options)  # fails fast on a bad option, before any loading
     _check_output_dir(output, overwrite)
+    _check_free_space(output, resolved.model)
     work_dir = work_dir_for(output)
     if resume and not work_dir.is_dir():
         raise ConfigError(f"--resume: no interrupted run of {output} to continue (no {work_dir}).")
+    labelled = load_configured_data(data, resolved)
     console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
+    console.print(f"Data {labelled.source}: {len(labelled.train)} labelled train, {len(labelled.validation)} validation, "
+                  f"{len(labelled.test) if labelled.test else 0} test, {len(labelled.classes)} classes", highlight=False)
+    for note in labelled.notes:
+        console.print(f"[dim]data: {note}[/]", highlight=False)
     if work_dir.is_dir():
         console.print(f"Resuming the interrupted run kept in {work_dir}.", highlight=False)
     with PhaseProgress(console) as progress:
-        result = train(data, options, progress=progress.callback, work_dir=work_dir)
-    for note in result.data_notes:
-        console.print(f"[dim]data: {note}[/]", highlight=False)
+        result = train(labelled, options, progress=progress.callback, work_dir=work_dir)
     scores = {"validation": result.validation_metrics}
     if result.test_metrics:
         scores["test"] = result.test_metrics

@@ -347,6 +347,9 @@ def load_data(
         unlabelled += [train.texts[i] for i in rest]
         train = train.subset(chosen)
         notes.append(f"low-resource draw: {samples_per_class} per class, {len(train)} labelled rows; {len(rest)} other training texts kept unlabelled for phase 1")
+    duplicates = len(train) - len(set(zip(train.texts, train.labels)))
+    if duplicates:
+        notes.append(f"{duplicates} duplicate training rows (same text and label) are kept, as the paper kept them")
     known = set(train.classes)
     validation = _drop_unseen(validation, known, f"{where} [validation]", "drop", notes)
     if max_validation_examples is not None and len(validation) > max_validation_examples:

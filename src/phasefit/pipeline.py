@@ -76,11 +76,25 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False) -> Sentence
         raise ModelFilesError(f"model {name_or_path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).") from None
 
 
-def automatic_max_length(encoder: SentenceTransformer, texts: list[str]) -> int:
-    """1.2 x the longest training text in tokens, capped by what the encoder takes (the paper's rule)."""
-    lengths = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True)["length"]
-    limit = encoder.max_seq_length or 512
-    return int(min(limit, max(16, math.ceil(1.2 * max(lengths)))))
+def choose_max_length(encoder: SentenceTransformer, texts: list[str], requested: int | None) -> tuple[int, int]:
+    """(token limit, texts longer than it). By default 1.2 x the longest training text, capped by the encoder."""
+    lengths = np.asarray(encoder.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True, verbose=False)["length"])
+    limit = requested or int(min(encoder.max_seq_length or 512, max(16, math.ceil(1.2 * lengths.max()))))
+    return limit, int((lengths > limit).sum())
+
+
+def load_configured_data(source: Any, config: RunConfig) -> LabelledData:
+    """:func:`load_data` with the data options of a run."""
+    return load_data(
+        source,
+        text_column=config.text_column,
+        label_columns=config.label_columns,
+        seed=config.seed,
+        samples_per_class=config.samples_per_class,
+        validation_fraction=config.validation_fraction,
+        max_validation_examples=config.max_validation_examples,
+        unseen_test_labels=config.unseen_test_labels,  # type: ignore[arg-type]
+    )
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -152,21 +166,15 @@ def train(
     """
     config, recipe = resolve({**(options or {}), **keyword_options})
     if not isinstance(data, LabelledData):
-        data = load_data(
-            data,
-            text_column=config.text_column,
-            label_columns=config.label_columns,
-            seed=config.seed,
-            samples_per_class=config.samples_per_class,
-            validation_fraction=config.validation_fraction,
-            max_validation_examples=config.max_validation_examples,
-            unseen_test_labels=config.unseen_test_labels,  # type: ignore[arg-type]
-        )
-    for note in data.notes:
-        logger.info(note)
+        data = load_configured_data(data, config)
+        for note in data.notes:
+            logger.info(note)
     encoder = load_encoder(config.model, config.trust_remote_code)
-    max_length = config.max_length or automatic_max_length(encoder, data.train.texts)
+    max_length, too_long = choose_max_length(encoder, data.train.texts, config.max_length)
     encoder.max_seq_length = max_length
+    if too_long:
+        data.notes.append(f"{too_long} training texts are longer than {max_length} tokens and are truncated")
+        logger.warning(data.notes[-1])
     work = Path(work_dir) if work_dir is not None else None
     caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
     checkpoint_steps = config.checkpoint_steps if work else None
