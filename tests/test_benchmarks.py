@@ -1,0 +1,44 @@
+"""The experiment runner and report generator on a tiny model (the benchmark itself is not a test)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import toy_rows
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import report  # noqa: E402
+import run  # noqa: E402
+
+
+def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, capsys):
+    root = tmp_path / "data"
+    (root / "toy").mkdir(parents=True)
+    pd.DataFrame(toy_rows({"sport": 20, "weather": 20, "food": 20}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 5, "weather": 5, "food": 5}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
+    results = tmp_path / "results" / "runs.jsonl"
+    args = ["--datasets", "toy", "--regimes", "8", "--methods", "3phase", "dae+ft", "tuned-ft", "setfit", "--seeds", "1", "2",
+            "--model", tiny_model, "--profile", "smoke", "--data-root", str(root), "--results", str(results), "--cache-dir", str(tmp_path / "cache")]
+    run.main(args)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) == 8
+    for record in records:
+        assert {"dataset", "regime", "method", "model", "seed", "config", "git_commit", "test", "wall_seconds", "peak_rss_mb", "phase_seconds"} <= set(record)
+        assert record["n_train"] == 24 and record["test"]["n_examples"] == 15
+    dae_then_ft = next(r for r in records if r["method"] == "dae+ft" and r["seed"] == 1)
+    assert dae_then_ft["cached_phases"] == ["dae"], "the DAE of 3phase is reused"
+    tuned = next(r for r in records if r["method"] == "tuned-ft")
+    assert tuned["chosen_learning_rate"] in run.TUNED_FT_LEARNING_RATES and len(tuned["grid"]) == 3
+
+    capsys.readouterr()
+    run.main(args)
+    assert capsys.readouterr().out.count("skip (done)") == 8
+    assert len(results.read_text().splitlines()) == 8
+
+    text = report.build_report(report.read_records(results.parent), BENCHMARKS.parent.parent / "shared" / "METHOD.md", tmp_path / "accuracy.png")
+    assert "| toy | 8 |" in text and "± " in text and "(2)" in text
+    assert "3phase" in text and "tuned-ft" in text and (tmp_path / "accuracy.png").is_file()
