@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     model = args.model or default_model_path()
     done = finished_runs(args.results)
     model_name = Path(model).name if Path(model).is_dir() else model
-    plan = [(d, r, m, s) for d in args.datasets for s in args.seeds for r in args.regimes for m in args.methods]
+    plan = [(d, r, m, s) for d in args.datasets for r in args.regimes for s in args.seeds for m in args.methods]
     for dataset, regime, method, seed in plan:
         key = (dataset, regime, method, model_name, seed, args.profile)
         if key in done:
