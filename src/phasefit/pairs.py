@@ -72,20 +72,19 @@ def pair_scores(labels: np.ndarray, first: np.ndarray, second: np.ndarray) -> np
     return (labels[first] == labels[second]).mean(axis=1)
 
 
-def _partners_within_groups(group: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Pair every example with a random *other* member of its group (groups of one are skipped)."""
-    order = np.lexsort((rng.random(group.size), group))
+def _shuffle_within_groups(group: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A random order of the examples, grouped; each position's group start and group size."""
+    order = rng.permutation(group.size)
+    keys = group[order]
+    if keys.max(initial=0) < 2**15:
+        keys = keys.astype(np.int16)  # numpy sorts small integers stably by radix sort, in linear time
+    order = order[np.argsort(keys, kind="stable")]
     sorted_group = group[order]
     starts_mask = np.r_[True, sorted_group[1:] != sorted_group[:-1]]
     starts = np.flatnonzero(starts_mask)
     sizes = np.diff(np.r_[starts, group.size])
     group_index = np.cumsum(starts_mask) - 1
-    size = sizes[group_index]
-    position = np.arange(group.size) - starts[group_index]
-    shift = 1 + np.floor(rng.random(sizes.size) * np.maximum(sizes - 1, 1)).astype(int)
-    partner_position = starts[group_index] + (position + shift[group_index]) % np.maximum(size, 1)
-    usable = size > 1
-    return order[usable], order[partner_position[usable]]
+    return order, starts[group_index], sizes[group_index], group_index
 
 
 def _prefix_codes(labels: np.ndarray) -> np.ndarray:
@@ -101,17 +100,29 @@ def _prefix_codes(labels: np.ndarray) -> np.ndarray:
 
 
 def _candidates(codes: np.ndarray, agreeing: int, rounds: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Unique unordered pairs agreeing on exactly ``agreeing`` levels, from ``rounds`` in-group shuffles."""
+    """Unique unordered pairs agreeing on exactly ``agreeing`` levels.
+
+    The examples are shuffled within their groups once; each round pairs every example with the
+    one a random (per group) distance further along its group, so a round is linear in the data.
+    """
     n_examples = codes.shape[0]
     group = np.zeros(n_examples, dtype=np.int64) if agreeing == 0 else codes[:, agreeing - 1]
+    order, start, size, group_index = _shuffle_within_groups(group, rng)
+    positions = np.flatnonzero(size > 1)
+    offset = positions - start[positions]
+    group_sizes = np.bincount(group_index)
+    a = order[positions]
     firsts, seconds = [], []
     for _ in range(rounds):
-        a, b = _partners_within_groups(group, rng)
-        exact = (codes[a] == codes[b]).sum(axis=1) == agreeing
+        shift = 1 + np.floor(rng.random(group_sizes.size) * np.maximum(group_sizes - 1, 1)).astype(np.int64)
+        b = order[start[positions] + (offset + shift[group_index[positions]]) % size[positions]]
+        exact = (codes[a] == codes[b]).sum(axis=1) == agreeing if codes.shape[1] > 1 or agreeing == 0 else slice(None)
         firsts.append(a[exact])
         seconds.append(b[exact])
-    a, b = np.concatenate(firsts), np.concatenate(seconds)
-    keys = np.unique(np.minimum(a, b) * n_examples + np.maximum(a, b))
+    first, second = np.concatenate(firsts), np.concatenate(seconds)
+    keys = np.minimum(first, second) * n_examples + np.maximum(first, second)
+    keys.sort()  # sort + neighbour test: much faster here than np.unique's hash table
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
     return keys // n_examples, keys % n_examples
 
 
