@@ -1,0 +1,349 @@
+"""Speed benchmarks: records in benchmarks/results/speed/speed.jsonl, table in benchmarks/SPEED.md.
+
+    python benchmarks/speed.py data-prep            # imbalance correction + pair builder at 10k / 100k / 1M
+    python benchmarks/speed.py throughput           # each phase's training against a hand-written PyTorch loop
+    python benchmarks/speed.py inference            # PhaseFitModel.predict against encode + head matmul
+    python benchmarks/speed.py end-to-end           # 3phase / ft wall time, from the experiment records
+    python benchmarks/speed.py report               # rebuild SPEED.md from the records
+
+Each measurement states the CPU load it ran under; comparisons alternate the two sides and report
+medians, so that a shared machine slows both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+RECORDS = Path(os.environ.get("PHASEFIT_SPEED_RECORDS", HERE / "results" / "speed" / "speed.jsonl"))
+SST2 = HERE.parent.parent / "shared" / "datasets" / "sst2"
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    from run import device_name, git_commit
+
+    return {
+        "git_commit": git_commit(),
+        "device": device_name(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def save(record: dict[str, Any]) -> None:
+    from run import append_record
+
+    append_record(RECORDS, {**record, **environment()})
+    print(json.dumps(record, indent=1)[:1500], flush=True)
+
+
+# ---------------------------------------------------------------- data preparation
+
+
+def data_prep_child(size: int) -> None:
+    """Runs in its own process so that its peak memory is its own."""
+    import numpy as np
+
+    from phasefit.pairs import build_pairs, correct_imbalance
+
+    rng = np.random.default_rng(0)
+    weights = 1.0 / np.arange(1, 101) ** 1.1  # Zipf-like class sizes over 100 classes
+    labels = rng.choice(100, size=size, p=weights / weights.sum())
+    vocabulary = np.array("the a of to in is was it this that with for movie film plot actor scene good bad great dull".split())
+    texts = [" ".join(words) for words in vocabulary[rng.integers(0, vocabulary.size, size=(size, 10))]]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    corrected_texts, corrected_labels = correct_imbalance(texts, labels, 1.5, 4.0, rng)
+    corrected = time.perf_counter()
+    pairs = build_pairs(corrected_labels, 4, rng)
+    finished = time.perf_counter()
+    print(json.dumps({
+        "examples": size, "classes": 100, "after_correction": len(corrected_texts), "pairs": len(pairs),
+        "correction_seconds": round(corrected - started, 3), "pairs_seconds": round(finished - corrected, 3),
+        "total_seconds": round(finished - started, 3), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_mb": round(before / 1024, 1),
+    }))
+
+
+def data_prep(sizes: list[int]) -> None:
+    for size in sizes:
+        output = subprocess.run([sys.executable, __file__, "data-prep-child", str(size)], capture_output=True, text=True, check=True)
+        result = json.loads(output.stdout.strip().splitlines()[-1])
+        save({"benchmark": "data-prep", **result})
+
+
+# ---------------------------------------------------------------- training throughput
+
+
+def sst2_texts(count: int, seed: int = 0) -> list[str]:
+    import numpy as np
+
+    from phasefit.data import read_table
+
+    frame = read_table(SST2 / "train.jsonl")
+    frame = frame[frame["text"].str.split().str.len() >= 4]  # SST-2 train holds many one-word phrases
+    rows = np.random.default_rng(seed).choice(len(frame), size=count, replace=False)
+    return [frame["text"].iloc[i] for i in rows], [frame["label"].iloc[i] for i in rows]
+
+
+def fresh_encoder(max_length: int):
+    from sentence_transformers import SentenceTransformer
+
+    from phasefit.config import default_model_path
+
+    encoder = SentenceTransformer(default_model_path(), device="cpu")
+    encoder.max_seq_length = max_length
+    return encoder
+
+
+def raw_loop(model_parameters, batches: list, step: Callable[[Any], Any], learning_rate: float) -> float:
+    """The practical limit: tokenised batches in, forward, backward, AdamW step. Nothing else."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model_parameters if p.requires_grad], lr=learning_rate)
+    started = time.perf_counter()
+    for batch in batches:
+        loss = step(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - started
+
+
+def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) -> tuple[float, float]:
+    """Seconds for ``steps`` steps: (phasefit phase function, hand-written loop), each on a fresh encoder."""
+    import numpy as np
+    import torch
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+
+    from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
+    from phasefit.losses import DenoisingLoss, JointLoss
+    from phasefit.model import ClassificationHead, EncoderClassifier
+    from phasefit.noise import delete_words
+    from phasefit.pairs import build_pairs
+    from phasefit.phases.classify import train_classifier
+    from phasefit.phases.common import without_final_normalize
+    from phasefit.phases.contrastive import train_contrastive, with_projection
+    from phasefit.phases.dae import train_dae
+    from phasefit.phases.joint import train_joint
+
+    n = steps * batch_size
+    texts, names = sst2_texts(n + 64)
+    classes = sorted(set(names))
+    codes = np.array([[classes.index(name)] for name in names])
+    rng = np.random.default_rng(0)
+    scratch = Path(tempfile.mkdtemp(prefix="speed-"))
+
+    def tokenize(encoder, batch_texts):
+        return encoder.tokenize(batch_texts)
+
+    # phasefit side
+    encoder = fresh_encoder(max_length)
+    started = time.perf_counter()
+    if phase == "dae":
+        train_dae(encoder, texts[:n], DAEConfig(epochs=1, batch_size=batch_size), 0, scratch / "p")
+    elif phase == "cl":
+        pairs_per_example = 2.0  # n examples -> 2n pairs / 2 targets... sized to give `steps` steps
+        config = ContrastiveConfig(epochs=1, batch_size=batch_size, pairs_per_example=pairs_per_example / 2, imbalance_correction=False)
+        train_contrastive(encoder, texts[: n], codes[: n], config, 0, scratch / "p")
+    elif phase == "joint":
+        config = JointConfig(epochs=1, batch_size=batch_size, pairs_per_example=1.0, imbalance_correction=False)
+        train_joint(encoder, texts[:n], codes[:n], texts[:n], config, 0, scratch / "p")
+    else:
+        config = ClassifyConfig(epochs=1, min_steps=0, batch_size=batch_size, patience=100)
+        train_classifier(encoder, texts[:n], codes[:n, 0], texts[n:], codes[n:, 0], len(classes), config, 0, scratch / "p")
+    phasefit_seconds = time.perf_counter() - started
+
+    # raw side: the same modules, losses and optimiser settings
+    encoder = fresh_encoder(max_length)
+    if phase == "dae":
+        model = without_final_normalize(encoder)
+        loss = DenoisingLoss(model)
+        batches = [texts[i : i + batch_size] for i in range(0, n, batch_size)]
+        step = lambda b: loss([tokenize(model, [delete_words(t, 0.6, rng) for t in b]), tokenize(model, b)], None)  # noqa: E731
+        seconds = raw_loop(list(loss.parameters()), batches, step, 3e-5)
+    elif phase in {"cl", "joint"}:
+        model = with_projection(encoder)
+        pairs = build_pairs(codes[:n], 1.0, rng)
+        rows = [(texts[a], texts[b], s) for a, b, s in zip(pairs.first, pairs.second, pairs.score)][:n]
+        batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+        cosine = CosineSimilarityLoss(model)
+        if phase == "cl":
+            step = lambda b: cosine([tokenize(model, [r[0] for r in b]), tokenize(model, [r[1] for r in b])], torch.tensor([r[2] for r in b], dtype=torch.float32))  # noqa: E731
+            seconds = raw_loop(list(model.parameters()), batches, step, 2e-5)
+        else:
+            joint = JointLoss(DenoisingLoss(without_final_normalize(model)), cosine)
+            originals = texts[:n]
+
+            def step(b, state={"i": 0}):
+                chunk = originals[state["i"] : state["i"] + len(b)]
+                state["i"] += len(b)
+                features = [tokenize(model, [delete_words(t, 0.6, rng) for t in chunk]), tokenize(model, chunk),
+                            tokenize(model, [r[0] for r in b]), tokenize(model, [r[1] for r in b])]
+                return sum(joint(features, torch.tensor([r[2] for r in b], dtype=torch.float32)).values())
+
+            seconds = raw_loop(list(joint.parameters()), batches, step, 2e-5)
+    else:
+        head = ClassificationHead(encoder.get_embedding_dimension(), 256, len(classes), 0.1)
+        classifier = EncoderClassifier(encoder, head).train()
+        batches = [(texts[i : i + batch_size], torch.tensor(codes[i : i + batch_size, 0])) for i in range(0, n, batch_size)]
+        step = lambda b: classifier(labels=b[1], **tokenize(encoder, b[0]))["loss"]  # noqa: E731
+        seconds = raw_loop(list(classifier.parameters()), batches, step, 3e-5)
+    return phasefit_seconds, seconds
+
+
+def throughput(phases: list[str], steps: int, batch_size: int, repeats: int, max_length: int) -> None:
+    if not SST2.is_dir():
+        raise SystemExit(f"{SST2} not found: the throughput benchmark uses SST-2 texts")
+    import torch
+
+    torch.manual_seed(0)
+    for phase in phases:
+        timings = [throughput_pair(phase, steps, batch_size, max_length) for _ in range(repeats)]
+        ours = statistics.median(t[0] for t in timings)
+        raw = statistics.median(t[1] for t in timings)
+        examples = steps * batch_size
+        save({
+            "benchmark": "throughput", "phase": phase, "steps": steps, "batch_size": batch_size, "max_length": max_length, "repeats": repeats,
+            "phasefit_examples_per_second": round(examples / ours, 2), "raw_examples_per_second": round(examples / raw, 2),
+            "ratio": round(raw / ours, 3), "phasefit_seconds": [round(t[0], 2) for t in timings], "raw_seconds": [round(t[1], 2) for t in timings],
+        })
+
+
+# ---------------------------------------------------------------- inference
+
+
+def inference(count: int, batch_size: int, repeats: int) -> None:
+    import torch
+
+    from phasefit.model import ClassificationHead, PhaseFitModel
+
+    texts, _ = sst2_texts(count, seed=1)
+    encoder = fresh_encoder(128)
+    head = ClassificationHead(encoder.get_embedding_dimension(), 256, 2, 0.1).eval()
+    model = PhaseFitModel(encoder, head, ["negative", "positive"])
+
+    def baseline() -> None:
+        embeddings = encoder.encode(texts, batch_size=batch_size, convert_to_tensor=True)
+        with torch.inference_mode():
+            torch.softmax(head(embeddings), dim=-1)
+
+    ours, theirs = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict(texts, batch_size=batch_size)
+        ours.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        baseline()
+        theirs.append(time.perf_counter() - started)
+    save({
+        "benchmark": "inference", "texts": count, "batch_size": batch_size, "repeats": repeats,
+        "phasefit_texts_per_second": round(count / statistics.median(ours), 1), "baseline_texts_per_second": round(count / statistics.median(theirs), 1),
+        "ratio": round(statistics.median(theirs) / statistics.median(ours), 3),
+    })
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def end_to_end() -> None:
+    """3phase against ft wall time on the same dataset, regime and seed, from the experiment records."""
+    from report import read_records
+
+    records = read_records(HERE / "results")
+    by_key = {(r["dataset"], str(r["regime"]), r["seed"], r["method"]): r for r in records}
+    for (dataset, regime, seed, method), record in sorted(by_key.items()):
+        if method != "3phase" or (dataset, regime, seed, "ft") not in by_key:
+            continue
+        plain = by_key[(dataset, regime, seed, "ft")]
+        save({
+            "benchmark": "end-to-end", "dataset": dataset, "regime": regime, "seed": seed,
+            "3phase_seconds": record["wall_seconds"], "ft_seconds": plain["wall_seconds"],
+            "ratio": round(record["wall_seconds"] / plain["wall_seconds"], 2), "phase_seconds": record["phase_seconds"],
+            "cached_phases": record.get("cached_phases", []),
+        })
+
+
+# ---------------------------------------------------------------- report
+
+
+def report() -> None:
+    from report import read_records
+
+    records = read_records(RECORDS.parent)
+    lines = ["# Speed", "", "Generated by `python benchmarks/speed.py report` from `benchmarks/results/speed/speed.jsonl`; no number is typed by hand.", ""]
+    sections = {
+        "data-prep": ("Data preparation: imbalance correction + pair builder (100 Zipf-sized classes, 4 pairs per example)",
+                      ["examples", "after_correction", "pairs", "correction_seconds", "pairs_seconds", "total_seconds", "peak_rss_mb", "load_average"]),
+        "throughput": ("Training throughput: phasefit's phase against a hand-written loop (same modules, batches, optimiser); ratio = raw seconds / phasefit seconds, medians",
+                       ["phase", "batch_size", "steps", "max_length", "phasefit_examples_per_second", "raw_examples_per_second", "ratio", "load_average", "device"]),
+        "inference": ("Inference: PhaseFitModel.predict against SentenceTransformer.encode + the head", ["texts", "batch_size", "phasefit_texts_per_second", "baseline_texts_per_second", "ratio", "load_average"]),
+        "end-to-end": ("End to end: 3phase against ft on the same data and seed (wall seconds, from the experiment records)", ["dataset", "regime", "seed", "3phase_seconds", "ft_seconds", "ratio", "phase_seconds", "cached_phases"]),
+    }
+    for name, (title, columns) in sections.items():
+        rows = [r for r in records if r.get("benchmark") == name]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", "| " + " | ".join(columns) + " | commit |", "|" + "---|" * (len(columns) + 1)]
+        for row in rows:
+            lines.append("| " + " | ".join(str(row.get(c, "–")) for c in columns) + f" | {row.get('git_commit', '')} |")
+        lines.append("")
+    lines.append("A load average above the core count means the CPU was shared with other work while the row was measured.")
+    (HERE / "SPEED.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {HERE / 'SPEED.md'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    prep = commands.add_parser("data-prep")
+    prep.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    child = commands.add_parser("data-prep-child")
+    child.add_argument("size", type=int)
+    train_speed = commands.add_parser("throughput")
+    train_speed.add_argument("--phases", nargs="+", default=["ft", "cl", "dae", "joint"])
+    train_speed.add_argument("--steps", type=int, default=12)
+    train_speed.add_argument("--batch-size", type=int, default=32)
+    train_speed.add_argument("--repeats", type=int, default=3)
+    train_speed.add_argument("--max-length", type=int, default=64)
+    infer = commands.add_parser("inference")
+    infer.add_argument("--texts", type=int, default=2048)
+    infer.add_argument("--batch-size", type=int, default=64)
+    infer.add_argument("--repeats", type=int, default=3)
+    commands.add_parser("end-to-end")
+    commands.add_parser("report")
+    args = parser.parse_args()
+    if args.command == "data-prep":
+        data_prep(args.sizes)
+    elif args.command == "data-prep-child":
+        data_prep_child(args.size)
+    elif args.command == "throughput":
+        throughput(args.phases, args.steps, args.batch_size, args.repeats, args.max_length)
+    elif args.command == "inference":
+        inference(args.texts, args.batch_size, args.repeats)
+    elif args.command == "end-to-end":
+        end_to_end()
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
