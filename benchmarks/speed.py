@@ -36,7 +36,6 @@ SST2 = HERE.parent.parent / "shared" / "datasets" / "sst2"
 
 def environment() -> dict[str, Any]:
     import torch
-
     from run import device_name, git_commit
 
     return {

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from conftest import toy_rows
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

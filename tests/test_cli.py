@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import FAST, toy_rows
 from typer.testing import CliRunner
 
-from conftest import FAST, toy_rows
 from phasefit.cli import app
 
 runner = CliRunner()
@@ -26,8 +26,11 @@ def test_train_predict_evaluate_round_trip(toy_folder, tiny_model, tmp_path):
     output = tmp_path / "run"
     trained = runner.invoke(app, ["train", str(toy_folder), "--recipe", "cl+ft", "--output", str(output), *fast_flags(tiny_model)])
     assert trained.exit_code == 0, trained.output
-    for name in ("metrics.json", "config.yaml", "confusion_matrix.png", "head.safetensors", "phasefit.json", "modules.json"):
+    for name in ("metrics.json", "config.yaml", "confusion_matrix.png", "head.safetensors", "phasefit.json", "modules.json", "README.md"):
         assert (output / name).is_file(), name
+    card = (output / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: sentence-transformers") and "base_model:" in card
+    assert "`food`, `sport`, `weather`" in card and "pairs_per_example" in card and "| test |" in card
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["recipe"] == "cl+ft" and metrics["test"]["n_examples"] == 30
     config = yaml.safe_load((output / "config.yaml").read_text())

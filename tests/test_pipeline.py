@@ -74,7 +74,6 @@ def test_custom_recipe_from_a_mapping(toy_folder, fast_options):
 
 def test_hierarchical_labels_train(tmp_path, fast_options):
     import pandas as pd
-
     from conftest import toy_rows
 
     rows = pd.DataFrame(toy_rows({"sport": 20, "weather": 20, "food": 20}))

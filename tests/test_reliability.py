@@ -5,15 +5,15 @@ import os
 
 import pandas as pd
 import pytest
+from conftest import toy_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli import fast_flags
 from typer.testing import CliRunner
 
-from conftest import toy_rows
 from phasefit.cli import app
 from phasefit.data import load_data
 from phasefit.errors import PhaseFitError
-from test_cli import fast_flags
 
 runner = CliRunner()
 

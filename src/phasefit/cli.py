@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import io
 import json
 import os
 import shutil
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -200,29 +198,16 @@ def train_command(
     scores = {"validation": result.validation_metrics}
     if result.test_metrics:
         scores["test"] = result.test_metrics
-    report = result.summary()
-    files = {
-        "metrics.json": (json.dumps(report, indent=2) + "\n").encode(),
-        "config.yaml": yaml.safe_dump({**result.config.to_dict(), "recipe": result.config.recipe}, sort_keys=False).encode(),
-    }
-    files["confusion_matrix.png"] = _confusion_png(result.test_metrics or result.validation_metrics)
-    result.model.save_pretrained(output, extra_files=files)
+    result.save(output)
     shutil.rmtree(work_dir, ignore_errors=True)
     console.print(_score_table(f"{recipe_spec.name} on {Path(data).name if os.path.exists(data) else data}", scores))
     console.print("phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items()))
-    console.print(f"Saved to [bold]{output}[/] (model, metrics.json, config.yaml, confusion_matrix.png).", highlight=False)
+    console.print(f"Saved to [bold]{output}[/] (model, README.md model card, metrics.json, config.yaml, confusion_matrix.png).", highlight=False)
 
 
 def work_dir_for(output: Path) -> Path:
     """Where a run keeps finished phases and checkpoints until its model is saved."""
     return output.parent / f".{output.name}.phasefit-work"
-
-
-def _confusion_png(metrics: dict[str, Any]) -> bytes:
-    from .metrics import save_confusion_matrix
-
-    with tempfile.TemporaryDirectory() as folder:
-        return save_confusion_matrix(metrics, Path(folder) / "cm.png").read_bytes()
 
 
 def _write_atomically(path: Path, content: str) -> None:

@@ -6,8 +6,8 @@ import hashlib
 import json
 import logging
 import math
-import tempfile
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +48,8 @@ class TrainResult:
     phase_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     cached_phases: list[str] = field(default_factory=list)
     data_notes: list[str] = field(default_factory=list)
+    data_source: str = ""
+    data_sizes: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,23 @@ class TrainResult:
             "cached_phases": self.cached_phases,
             "data_notes": self.data_notes,
         }
+
+    def save(self, directory: str | Path) -> Path:
+        """The model plus metrics.json, config.yaml, confusion_matrix.png and a model card, written atomically."""
+        import yaml
+
+        from .metrics import save_confusion_matrix
+        from .model_card import render_model_card
+
+        with tempfile.TemporaryDirectory() as folder:
+            picture = save_confusion_matrix(self.test_metrics or self.validation_metrics, Path(folder) / "cm.png").read_bytes()
+        files = {
+            "metrics.json": (json.dumps(self.summary(), indent=2) + "\n").encode(),
+            "config.yaml": yaml.safe_dump({**self.config.to_dict(), "recipe": self.config.recipe}, sort_keys=False).encode(),
+            "confusion_matrix.png": picture,
+            "README.md": render_model_card(self).encode(),
+        }
+        return self.model.save_pretrained(directory, extra_files=files)
 
 
 def load_encoder(name_or_path: str, trust_remote_code: bool = False) -> SentenceTransformer:
@@ -232,7 +251,8 @@ def train(
     model = PhaseFitModel(encoder, head, classes, info)
     validation_metrics = evaluate_split(model, data.validation)
     test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
-    return TrainResult(model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, list(data.notes))
+    sizes = f"{len(data.train)} labelled training examples, {len(data.validation)} validation, {len(data.test) if data.test else 0} test, {len(data.unlabelled_texts)} unlabelled texts."
+    return TrainResult(model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, list(data.notes), data.source, sizes)
 
 
 def _phase_inputs(phase: str, data: LabelledData, phase_config: Any, seed: int) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
+from safetensors.torch import load_model, save_model
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.modules import Normalize
-from safetensors.torch import load_model, save_model
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
