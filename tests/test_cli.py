@@ -31,8 +31,14 @@ def test_train_predict_evaluate_round_trip(toy_folder, tiny_model, tmp_path):
     card = (output / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: sentence-transformers") and "base_model:" in card
     assert "`food`, `sport`, `weather`" in card and "pairs_per_example" in card and "| test |" in card
+    assert (output / "learning_curves.png").is_file() and (output / "embeddings.png").is_file()
+    reported = runner.invoke(app, ["report", str(output)])
+    assert reported.exit_code == 0, reported.output
+    page = (output / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "macro-F1" in page
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["recipe"] == "cl+ft" and metrics["test"]["n_examples"] == 30
+    assert set(metrics["phase_stats"]["ft"]["curve"]) >= {"train_loss", "eval_loss"}
     config = yaml.safe_load((output / "config.yaml").read_text())
     assert config["cl"]["learning_rate"] == FAST["cl"]["learning_rate"] and config["recipe"] == "cl+ft"
 

@@ -1,9 +1,9 @@
 """Any encoder family works through every kind of phase (tiny random configs; plain transformers checkpoints)."""
 
 import pytest
+from conftest import FAST, FILLER, TOPICS
 from transformers import AutoConfig, AutoModel, BertTokenizerFast
 
-from conftest import FAST, FILLER, TOPICS
 from phasefit import train
 
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)

@@ -313,6 +313,21 @@ def demo_command(
             result.model.save_pretrained(output / name)
 
 
+@app.command("report")
+@_friendly_errors
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A folder written by `phasefit train`."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default RUN_DIR/report.html)."),
+) -> None:
+    """Assemble a run's scores, options and pictures into one self-contained HTML page."""
+    from .html_report import build_html_report
+
+    page = build_html_report(run_dir)
+    target = output or run_dir / "report.html"
+    _write_atomically(target, page)
+    console.print(f"Wrote {target}.", highlight=False)
+
+
 @app.command("recipes")
 def recipes_command() -> None:
     """List the recipes and the phases each runs."""

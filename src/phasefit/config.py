@@ -102,6 +102,7 @@ class RunConfig:
     unseen_test_labels: str = "error"
     cache_dir: str | None = None
     checkpoint_steps: int = 50
+    snapshot_examples: int = 300
     trust_remote_code: bool = False
     phases: dict[str, Any] = field(default_factory=lambda: {name: cls() for name, cls in PHASE_CONFIGS.items()})
 
@@ -129,6 +130,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "metric": ("one of loss, accuracy, macro_f1", lambda v: v in {"loss", "accuracy", "macro_f1"}),
     "seed": (">= 0", lambda v: v >= 0),
     "checkpoint_steps": (">= 1", lambda v: v >= 1),
+    "snapshot_examples": (">= 0", lambda v: v >= 0),
     "max_length": ("a whole number >= 8", lambda v: v is None or v >= 8),
     "samples_per_class": ("a whole number >= 1", lambda v: v is None or v >= 1),
     "validation_fraction": ("in (0, 1)", lambda v: 0 < v < 1),

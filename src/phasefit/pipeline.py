@@ -50,6 +50,8 @@ class TrainResult:
     data_notes: list[str] = field(default_factory=list)
     data_source: str = ""
     data_sizes: str = ""
+    snapshots: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    snapshot_labels: list[str] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class TrainResult:
 
         from .metrics import save_confusion_matrix
         from .model_card import render_model_card
+        from .plots import plot_learning_curves, plot_projections
 
         with tempfile.TemporaryDirectory() as folder:
             picture = save_confusion_matrix(self.test_metrics or self.validation_metrics, Path(folder) / "cm.png").read_bytes()
@@ -78,6 +81,12 @@ class TrainResult:
             "confusion_matrix.png": picture,
             "README.md": render_model_card(self).encode(),
         }
+        with tempfile.TemporaryDirectory() as folder:
+            curves = plot_learning_curves(self.phase_stats, Path(folder) / "curves.png")
+            projections = plot_projections(self.snapshots, self.snapshot_labels, Path(folder) / "projections.png", self.config.seed)
+            for name, picture_path in (("learning_curves.png", curves), ("embeddings.png", projections)):
+                if picture_path is not None:
+                    files[name] = picture_path.read_bytes()
         return self.model.save_pretrained(directory, extra_files=files)
 
 
@@ -205,6 +214,9 @@ def train(
     phase_stats: dict[str, dict[str, Any]] = {}
     cached: list[str] = []
     head = None
+    snapshot_rows = _snapshot_rows(data.validation, config.snapshot_examples, config.seed)
+    snapshot_texts = [data.validation.texts[i] for i in snapshot_rows]
+    snapshots = {"before training": encoder.encode(snapshot_texts, batch_size=64)} if snapshot_rows else {}
     with tempfile.TemporaryDirectory(prefix="phasefit-") as scratch:
         checkpoints = work / "checkpoints" if work else Path(scratch)
         for index, step in enumerate(recipe.steps):
@@ -238,6 +250,8 @@ def train(
                     shutil.rmtree(workdir, ignore_errors=True)
             phase_seconds[step.phase] = round(time.perf_counter() - started, 2)
             phase_stats[step.phase] = stats
+            if snapshot_rows:
+                snapshots[f"after {PHASE_TITLES[step.phase]}"] = encoder.encode(snapshot_texts, batch_size=64)
 
     info = {
         "phasefit_version": __version__,
@@ -252,7 +266,22 @@ def train(
     validation_metrics = evaluate_split(model, data.validation)
     test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
     sizes = f"{len(data.train)} labelled training examples, {len(data.validation)} validation, {len(data.test) if data.test else 0} test, {len(data.unlabelled_texts)} unlabelled texts."
-    return TrainResult(model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, list(data.notes), data.source, sizes)
+    return TrainResult(
+        model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, list(data.notes), data.source, sizes,
+        snapshots, [data.validation.classes[i] for i in snapshot_rows],
+    )
+
+
+def _snapshot_rows(split: Split, count: int, seed: int) -> list[int]:
+    """A seeded stratified sample of validation rows whose embeddings are pictured at every stage."""
+    if count <= 0 or len(split) < 5:
+        return []
+    if len(split) <= count:
+        return list(range(len(split)))
+    from .data import stratified_split
+
+    _, held = stratified_split(split.classes, count / len(split), np.random.default_rng(seed))
+    return held.tolist()[:count]
 
 
 def _phase_inputs(phase: str, data: LabelledData, phase_config: Any, seed: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..config import ClassifyConfig
 from ..metrics import classification_metrics
 from ..model import ClassificationHead, EncoderClassifier
-from .common import common_arguments, latest_checkpoint
+from .common import common_arguments, latest_checkpoint, learning_curve
 
 
 def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels: np.ndarray) -> Dataset:
@@ -102,6 +102,7 @@ def train_classifier(
     best = trainer.state.best_metric
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     return head.eval(), {
+        "curve": learning_curve(trainer.state.log_history),
         "steps": trainer.state.global_step,
         "best_validation_" + config.metric: float(best) if best is not None else float("nan"),
         "best_step": int(trainer.state.best_global_step or 0),

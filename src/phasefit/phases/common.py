@@ -90,6 +90,16 @@ def latest_checkpoint(output_dir: Path, required_file: str = "trainer_state.json
     return None
 
 
+def learning_curve(log_history: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
+    """(step, value) series of the trainer's log: training loss, and validation loss / accuracy where evaluated."""
+    curve: dict[str, list[list[float]]] = {}
+    for entry in log_history:
+        for key in ("loss", "eval_loss", "eval_accuracy"):
+            if key in entry:
+                curve.setdefault("train_loss" if key == "loss" else key, []).append([entry["step"], round(float(entry[key]), 5)])
+    return curve
+
+
 def run_sentence_trainer(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -113,6 +123,7 @@ def run_sentence_trainer(
     result = trainer.train(resume_from_checkpoint=resume_from)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {
+        "curve": learning_curve(trainer.state.log_history),
         "train_loss": float(result.training_loss),
         "first_logged_loss": losses[0] if losses else float("nan"),
         "last_logged_loss": losses[-1] if losses else float("nan"),

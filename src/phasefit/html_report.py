@@ -1,0 +1,52 @@
+"""One self-contained HTML page for a run folder: scores, phase times, options and every picture inline."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from .errors import ModelFilesError
+
+PICTURES = [("confusion_matrix.png", "Confusion matrix"), ("learning_curves.png", "Learning curves per phase"), ("embeddings.png", "Validation embeddings before training and after each phase")]
+
+
+def build_html_report(run_dir: str | Path) -> str:
+    run_dir = Path(run_dir)
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        raise ModelFilesError(f"{run_dir}: no metrics.json; is it a folder written by `phasefit train`?")
+    report = json.loads(metrics_file.read_text(encoding="utf-8"))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>phasefit run</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}pre{background:#f6f6f6;padding:1em}</style></head><body>",
+        f"<h1>phasefit run: {html.escape(run_dir.name)}</h1>",
+        f"<p>Recipe <b>{html.escape(str(report.get('recipe')))}</b>: {' → '.join(map(html.escape, report.get('phases', [])))}</p>",
+        "<h2>Scores</h2><table><tr><th>split</th><th>accuracy</th><th>macro-F1</th><th>macro precision</th><th>macro recall</th><th>examples</th></tr>",
+    ]
+    for split in ("validation", "test"):
+        scores = report.get(split)
+        if scores:
+            parts.append(
+                f"<tr><td>{split}</td>" + "".join(f"<td>{scores[k]:.4f}</td>" for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall"))
+                + f"<td>{scores['n_examples']}</td></tr>"
+            )
+    parts.append("</table><h2>Wall time per phase</h2><table><tr><th>phase</th><th>seconds</th><th>cached</th></tr>")
+    for phase, seconds in report.get("phase_seconds", {}).items():
+        parts.append(f"<tr><td>{html.escape(phase)}</td><td>{seconds:.1f}</td><td>{'yes' if phase in report.get('cached_phases', []) else ''}</td></tr>")
+    parts.append("</table>")
+    for name, title in PICTURES + [(p.name, f"Evaluation: {p.stem}") for p in sorted(run_dir.glob("eval-*.png"))]:
+        picture = run_dir / name
+        if picture.is_file():
+            encoded = base64.b64encode(picture.read_bytes()).decode("ascii")
+            parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
+    notes = report.get("data_notes", [])
+    if notes:
+        parts.append("<h2>Data</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        parts.append(f"<h2>Options</h2><pre>{html.escape(config.read_text(encoding='utf-8'))}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
