@@ -30,6 +30,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
+# Raise when a measurement's method changes; the report shows only the current version's rows.
+THROUGHPUT_VERSION = 2  # 2: the raw loop trains with dropout on, as the trainers do
 RECORDS = Path(os.environ.get("PHASEFIT_SPEED_RECORDS", HERE / "results" / "speed" / "speed.jsonl"))
 SST2 = HERE.parent.parent / "shared" / "datasets" / "sst2"
 
@@ -113,11 +115,15 @@ def fresh_encoder(max_length: int):
     return encoder
 
 
-def raw_loop(model_parameters, batches: list, step: Callable[[Any], Any], learning_rate: float) -> float:
-    """The practical limit: tokenised batches in, forward, backward, AdamW step. Nothing else."""
+def raw_loop(module, batches: list, step: Callable[[Any], Any], learning_rate: float) -> float:
+    """The practical limit: tokenised batches in, forward, backward, AdamW step. Nothing else.
+
+    ``module`` holds every trained parameter; it is put in training mode (dropout on), as the trainers do.
+    """
     import torch
 
-    optimizer = torch.optim.AdamW([p for p in model_parameters if p.requires_grad], lr=learning_rate)
+    module.train()
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=learning_rate)
     started = time.perf_counter()
     for batch in batches:
         loss = step(batch)
@@ -178,7 +184,7 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
         loss = DenoisingLoss(model)
         batches = [texts[i : i + batch_size] for i in range(0, n, batch_size)]
         step = lambda b: loss([tokenize(model, [delete_words(t, 0.6, rng) for t in b]), tokenize(model, b)], None)  # noqa: E731
-        seconds = raw_loop(list(loss.parameters()), batches, step, 3e-5)
+        seconds = raw_loop(loss, batches, step, 3e-5)
     elif phase in {"cl", "joint"}:
         model = with_projection(encoder)
         pairs = build_pairs(codes[:n], 1.0, rng)
@@ -187,7 +193,7 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
         cosine = CosineSimilarityLoss(model)
         if phase == "cl":
             step = lambda b: cosine([tokenize(model, [r[0] for r in b]), tokenize(model, [r[1] for r in b])], torch.tensor([r[2] for r in b], dtype=torch.float32))  # noqa: E731
-            seconds = raw_loop(list(model.parameters()), batches, step, 2e-5)
+            seconds = raw_loop(model, batches, step, 2e-5)
         else:
             joint = JointLoss(DenoisingLoss(without_final_normalize(model)), cosine)
             originals = texts[:n]
@@ -199,13 +205,13 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
                             tokenize(model, [r[0] for r in b]), tokenize(model, [r[1] for r in b])]
                 return sum(joint(features, torch.tensor([r[2] for r in b], dtype=torch.float32)).values())
 
-            seconds = raw_loop(list(joint.parameters()), batches, step, 2e-5)
+            seconds = raw_loop(joint, batches, step, 2e-5)
     else:
         head = ClassificationHead(encoder.get_embedding_dimension(), 256, len(classes), 0.1)
-        classifier = EncoderClassifier(encoder, head).train()
+        classifier = EncoderClassifier(encoder, head)
         batches = [(texts[i : i + batch_size], torch.tensor(codes[i : i + batch_size, 0])) for i in range(0, n, batch_size)]
         step = lambda b: classifier(labels=b[1], **tokenize(encoder, b[0]))["loss"]  # noqa: E731
-        seconds = raw_loop(list(classifier.parameters()), batches, step, 3e-5)
+        seconds = raw_loop(classifier, batches, step, 3e-5)
     return phasefit_seconds, seconds
 
 
@@ -221,7 +227,7 @@ def throughput(phases: list[str], steps: int, batch_size: int, repeats: int, max
         raw = statistics.median(t[1] for t in timings)
         examples = steps * batch_size
         save({
-            "benchmark": "throughput", "phase": phase, "steps": steps, "batch_size": batch_size, "max_length": max_length, "repeats": repeats,
+            "benchmark": "throughput", "benchmark_version": THROUGHPUT_VERSION, "phase": phase, "steps": steps, "batch_size": batch_size, "max_length": max_length, "repeats": repeats,
             "phasefit_examples_per_second": round(examples / ours, 2), "raw_examples_per_second": round(examples / raw, 2),
             "ratio": round(raw / ours, 3), "phasefit_seconds": [round(t[0], 2) for t in timings], "raw_seconds": [round(t[1], 2) for t in timings],
         })
@@ -299,6 +305,8 @@ def report() -> None:
     }
     for name, (title, columns) in sections.items():
         rows = [r for r in records if r.get("benchmark") == name]
+        if name == "throughput":
+            rows = [r for r in rows if r.get("benchmark_version", 1) == THROUGHPUT_VERSION]
         if not rows:
             continue
         lines += [f"## {title}", "", "| " + " | ".join(columns) + " | commit |", "|" + "---|" * (len(columns) + 1)]
