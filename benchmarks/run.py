@@ -49,8 +49,22 @@ def device_name() -> str:
     return f"cpu ({os.cpu_count()} cores, {socket.gethostname()})"
 
 
+# Records written before models were labelled by name carry the default model's folder name.
+LEGACY_MODEL_LABELS = {"model": "all-MiniLM-L6-v2"}
+
+
+def model_label(model: str) -> str:
+    """A readable name for a model path or hub id (the default model's folder is just called 'model')."""
+    from phasefit.config import default_model_path
+
+    if Path(model).resolve() == Path(default_model_path()).resolve():
+        return "all-MiniLM-L6-v2"
+    return Path(model).name if Path(model).is_dir() else model
+
+
 def run_key(record: dict[str, Any]) -> tuple:
-    return (record["dataset"], str(record["regime"]), record["method"], record["model"], record["seed"], record["profile"])
+    model = LEGACY_MODEL_LABELS.get(record["model"], record["model"])
+    return (record["dataset"], str(record["regime"]), record["method"], model, record["seed"], record["profile"])
 
 
 def finished_runs(results: Path) -> set[tuple]:
@@ -171,7 +185,7 @@ def run_one(dataset: str, regime: str, method: str, seed: int, model: str, profi
         "dataset": dataset,
         "regime": regime,
         "method": method,
-        "model": Path(model).name if Path(model).is_dir() else model,
+        "model": model_label(model),
         "seed": seed,
         "profile": profile_name,
         "git_commit": git_commit(),
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model = args.model or default_model_path()
     done = finished_runs(args.results)
-    model_name = Path(model).name if Path(model).is_dir() else model
+    model_name = model_label(model)
     plan = [(d, r, m, s) for d in args.datasets for r in args.regimes for s in args.seeds for m in args.methods]
     for dataset, regime, method, seed in plan:
         key = (dataset, regime, method, model_name, seed, args.profile)
