@@ -200,9 +200,10 @@ def train(
     encoder = load_encoder(config.model, config.trust_remote_code)
     max_length, too_long = choose_max_length(encoder, data.train.texts, config.max_length)
     encoder.max_seq_length = max_length
+    notes = list(data.notes)
     if too_long:
-        data.notes.append(f"{too_long} training texts are longer than {max_length} tokens and are truncated")
-        logger.warning(data.notes[-1])
+        notes.append(f"{too_long} training texts are longer than {max_length} tokens and are truncated")
+        logger.warning(notes[-1])
     work = Path(work_dir) if work_dir is not None else None
     caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
     checkpoint_steps = config.checkpoint_steps if work else None
@@ -267,7 +268,7 @@ def train(
     test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
     sizes = f"{len(data.train)} labelled training examples, {len(data.validation)} validation, {len(data.test) if data.test else 0} test, {len(data.unlabelled_texts)} unlabelled texts."
     return TrainResult(
-        model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, list(data.notes), data.source, sizes,
+        model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, notes, data.source, sizes,
         snapshots, [data.validation.classes[i] for i in snapshot_rows],
     )
 

@@ -17,7 +17,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..config import ClassifyConfig
 from ..metrics import classification_metrics
 from ..model import ClassificationHead, EncoderClassifier
-from .common import common_arguments, latest_checkpoint, learning_curve
+from .common import checkpoint_step, common_arguments, latest_checkpoint, learning_curve
 
 
 def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels: np.ndarray) -> Dataset:
@@ -107,5 +107,5 @@ def train_classifier(
         "best_validation_" + config.metric: float(best) if best is not None else float("nan"),
         "best_step": int(trainer.state.best_global_step or 0),
         "evaluations": len(evaluations),
-        "resumed_from_step": int(Path(resume_from).name.split("-")[-1]) if resume_from else 0,
+        "resumed_from_step": checkpoint_step(resume_from),
     }

@@ -79,12 +79,17 @@ def checkpoint_options(checkpoint_steps: int | None) -> dict[str, Any]:
     return {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": 1}
 
 
+def checkpoint_step(checkpoint: str | Path | None) -> int:
+    """The optimiser step a ``checkpoint-N`` folder was written at (0 for none)."""
+    return int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+
+
 def latest_checkpoint(output_dir: Path, required_file: str = "trainer_state.json") -> str | None:
     """The newest complete ``checkpoint-N`` folder a killed run left (a half-written one is skipped)."""
     if not output_dir.is_dir():
         return None
     candidates = [p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    for candidate in sorted(candidates, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+    for candidate in sorted(candidates, key=checkpoint_step, reverse=True):
         if (candidate / "trainer_state.json").is_file() and (candidate / required_file).is_file():
             return str(candidate)
     return None
@@ -128,7 +133,7 @@ def run_sentence_trainer(
         "first_logged_loss": losses[0] if losses else float("nan"),
         "last_logged_loss": losses[-1] if losses else float("nan"),
         "steps": trainer.state.global_step,
-        "resumed_from_step": int(Path(resume_from).name.split("-")[-1]) if resume_from else 0,
+        "resumed_from_step": checkpoint_step(resume_from),
     }
 
 
