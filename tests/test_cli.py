@@ -175,3 +175,26 @@ def test_very_long_texts_are_truncated_with_a_warning(tmp_path, tiny_model):
 
 def PhaseFitModelLabels(directory):
     return json.loads((directory / "phasefit.json").read_text())["labels"]
+
+
+def test_report_to_tensorboard_logs_every_phase(toy_folder, tiny_model, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    output = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(toy_folder), "--recipe", "3phase", "--output", str(output), "--report-to", "tensorboard", *fast_flags(tiny_model), "--dae-epochs", "3"])
+    assert result.exit_code == 0, result.output
+    logs = tmp_path / "run-logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["1-dae", "2-cl", "3-ft"]
+    tags = {}
+    for phase in ("1-dae", "3-ft"):
+        events = EventAccumulator(str(logs / phase))
+        events.Reload()
+        tags[phase] = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/learning_rate"} <= tags["1-dae"]
+    assert {"eval/loss", "eval/accuracy"} <= tags["3-ft"]
+
+
+def test_unknown_report_target_is_named(toy_folder, tiny_model, tmp_path):
+    result = runner.invoke(app, ["train", str(toy_folder), "--report-to", "wandb", "--output", str(tmp_path / "o"), *fast_flags(tiny_model)])
+    assert result.exit_code == 2 and "report_to must be a list of tensorboard, mlflow" in " ".join(result.output.split())

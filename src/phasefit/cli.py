@@ -163,6 +163,8 @@ def train_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder (after training succeeds)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same output folder (rerunning the same command does it too)."),
     checkpoint_steps: Optional[int] = typer.Option(None, "--checkpoint-steps", help="Checkpoint the running phase every N steps, for resuming (default 50)."),
+    report_to: Optional[list[str]] = typer.Option(None, "--report-to", help="tensorboard and/or mlflow: log every phase's losses, learning rate and validation scores there."),
+    logging_dir: Optional[str] = typer.Option(None, "--logging-dir", help="TensorBoard folder (default OUTPUT-logs beside the output folder)."),
     **phase_options: Any,
 ) -> None:
     """Train a classifier with a recipe, evaluate it on the test split, and save it."""
@@ -175,7 +177,8 @@ def train_command(
         config,
         {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class, "text_column": text_column,
          "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels,
-         "checkpoint_steps": checkpoint_steps},
+         "checkpoint_steps": checkpoint_steps, "report_to": report_to or None,
+         "logging_dir": logging_dir or (str(output.parent / f"{output.name}-logs") if report_to else None)},
         phase_options,
         batch_size,
     )

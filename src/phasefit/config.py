@@ -103,6 +103,8 @@ class RunConfig:
     cache_dir: str | None = None
     checkpoint_steps: int = 50
     snapshot_examples: int = 300
+    report_to: list[str] = field(default_factory=list)
+    logging_dir: str | None = None
     trust_remote_code: bool = False
     phases: dict[str, Any] = field(default_factory=lambda: {name: cls() for name, cls in PHASE_CONFIGS.items()})
 
@@ -136,6 +138,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "validation_fraction": ("in (0, 1)", lambda v: 0 < v < 1),
     "max_validation_examples": (">= 1", lambda v: v is None or v >= 1),
     "unseen_test_labels": ("error or drop", lambda v: v in {"error", "drop"}),
+    "report_to": ("a list of tensorboard, mlflow", lambda v: set(v) <= {"tensorboard", "mlflow", "none"}),
 }
 
 
@@ -180,7 +183,7 @@ def _apply(target: Any, values: Mapping[str, Any], prefix: str) -> None:
         if key not in names:
             raise ConfigError(f"unknown option {prefix}{key}; the options of {prefix.rstrip('.') or 'a run'} are {', '.join(names)}.")
         value = _coerce(value, hints[key], f"{prefix}{key}")
-        if key in _CHECKS and value is not None and not isinstance(value, list):
+        if key in _CHECKS and value is not None:
             rule, ok = _CHECKS[key]
             if not ok(value):
                 raise ConfigError(f"option {prefix}{key} must be {rule} (got {value!r}).")

@@ -20,7 +20,7 @@ from transformers import TrainerCallback, set_seed
 from . import __version__
 from .config import PHASE_TITLES, RunConfig
 from .data import LabelledData, Split, load_data
-from .errors import ModelFilesError
+from .errors import ConfigError, ModelFilesError
 from .metrics import classification_metrics
 from .model import PhaseFitModel
 from .phases.classify import train_classifier
@@ -109,6 +109,32 @@ def choose_max_length(encoder: SentenceTransformer, texts: list[str], requested:
     lengths = np.asarray(encoder.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True, verbose=False)["length"])
     limit = requested or int(min(encoder.max_seq_length or 512, max(16, math.ceil(1.2 * lengths.max()))))
     return limit, int((lengths > limit).sum())
+
+
+def reporting_callbacks(config: RunConfig, run_name: str) -> list[TrainerCallback]:
+    """The trainers' own TensorBoard / MLflow callbacks for one phase (``report_to``), logging under ``logging_dir``."""
+    callbacks: list[TrainerCallback] = []
+    targets = [target for target in config.report_to if target != "none"]
+    if not targets:
+        return callbacks
+    if "tensorboard" in targets:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("report_to tensorboard needs the tensorboard package (pip install tensorboard).") from None
+        from transformers.integrations import TensorBoardCallback
+
+        folder = Path(config.logging_dir or "phasefit-logs") / run_name
+        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(folder))))
+    if "mlflow" in targets:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise ConfigError("report_to mlflow needs the mlflow package (pip install mlflow); MLFLOW_TRACKING_URI picks the store.") from None
+        from transformers.integrations import MLflowCallback
+
+        callbacks.append(MLflowCallback())
+    return callbacks
 
 
 def load_configured_data(source: Any, config: RunConfig) -> LabelledData:
@@ -223,7 +249,7 @@ def train(
         for index, step in enumerate(recipe.steps):
             phase_config = config.phases[step.phase]
             title = f"{index + 1}/{len(recipe.steps)} {PHASE_TITLES[step.phase]}"
-            callbacks = [progress(title)] if progress else []
+            callbacks = ([progress(title)] if progress else []) + reporting_callbacks(config, f"{index + 1}-{step.phase}")
             started = time.perf_counter()
             set_seed(config.seed + index)
             if step.phase == "ft":
