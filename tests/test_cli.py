@@ -198,3 +198,22 @@ def test_report_to_tensorboard_logs_every_phase(toy_folder, tiny_model, tmp_path
 def test_unknown_report_target_is_named(toy_folder, tiny_model, tmp_path):
     result = runner.invoke(app, ["train", str(toy_folder), "--report-to", "wandb", "--output", str(tmp_path / "o"), *fast_flags(tiny_model)])
     assert result.exit_code == 2 and "report_to must be a list of tensorboard, mlflow" in " ".join(result.output.split())
+
+
+def test_tune_stores_a_resumable_study_and_writes_a_config_train_accepts(toy_folder, tiny_model, tmp_path):
+    pytest.importorskip("optuna")
+    import optuna
+
+    study, best = tmp_path / "study.sqlite", tmp_path / "best.yaml"
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump({**FAST, "dae": {**FAST["dae"], "max_texts": 40}}))
+    args = ["tune", str(toy_folder), "--recipe", "cl+ft", "--model", tiny_model, "--config", str(fixed), "--study", str(study), "--output", str(best)]
+    first = runner.invoke(app, [*args, "--trials", "2"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, [*args, "--trials", "3"])
+    assert second.exit_code == 0, second.output
+    assert len(optuna.load_study(study_name="phasefit", storage=f"sqlite:///{study}").trials) == 3
+    chosen = yaml.safe_load(best.read_text())
+    assert chosen["recipe"] == "cl+ft" and "learning_rate" in chosen["cl"] and chosen["cl"]["batch_size"] == chosen["ft"]["batch_size"]
+    trained = runner.invoke(app, ["train", str(toy_folder), "--config", str(best), "--output", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output

@@ -316,6 +316,38 @@ def demo_command(
             result.model.save_pretrained(output / name)
 
 
+@app.command("tune")
+@_friendly_errors
+def tune_command(
+    data: str = typer.Argument(..., help="Labelled data, as for `phasefit train` (the objective uses its validation split only)."),
+    recipe: str = typer.Option("3phase", "--recipe"),
+    trials: int = typer.Option(20, "--trials", min=1, help="Trials the study should hold in the end (a rerun continues it)."),
+    study: Path = typer.Option(Path("phasefit-study.sqlite"), "--study", help="SQLite file that stores the study, so it resumes."),
+    output: Path = typer.Option(Path("best-config.yaml"), "--output", "-o", help="Best options, as YAML for `phasefit train --config`."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    samples_per_class: Optional[int] = typer.Option(None, "--samples-per-class"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with fixed options (the search overrides the searched ones)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    label_column: Optional[list[str]] = typer.Option(None, "--label-column"),
+) -> None:
+    """Search per-phase learning rates, epochs, batch size, deletion ratio, imbalance ratios and freezing with Optuna."""
+    _setup_quiet_logging()
+    import yaml
+
+    from .pipeline import load_configured_data
+    from .recipes import resolve
+    from .tuning import tune
+
+    options = _collect_options(config, {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class,
+                                        "text_column": text_column, "label_columns": label_column or None}, {}, None)
+    resolved, _ = resolve(options)
+    labelled = load_configured_data(data, resolved)
+    best, finished = tune(labelled, options, trials, study)
+    _write_atomically(output, yaml.safe_dump(best, sort_keys=False))
+    console.print(f"{len(finished.trials)} trials in {study}; best validation accuracy {finished.best_value:.4f}. Wrote {output}.", highlight=False)
+
+
 @app.command("report")
 @_friendly_errors
 def report_command(
