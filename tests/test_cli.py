@@ -217,3 +217,20 @@ def test_tune_stores_a_resumable_study_and_writes_a_config_train_accepts(toy_fol
     assert chosen["recipe"] == "cl+ft" and "learning_rate" in chosen["cl"] and chosen["cl"]["batch_size"] == chosen["ft"]["batch_size"]
     trained = runner.invoke(app, ["train", str(toy_folder), "--config", str(best), "--output", str(tmp_path / "run")])
     assert trained.exit_code == 0, trained.output
+
+
+def test_onnx_export_matches_pytorch_probabilities(toy_folder, tiny_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from phasefit import PhaseFitModel
+    from phasefit.export import onnx_predict_proba
+
+    output = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(toy_folder), "--recipe", "cl+ft", "--output", str(output), *fast_flags(tiny_model)]).exit_code == 0
+    exported = runner.invoke(app, ["export", str(output), "--format", "onnx", "--output", str(tmp_path / "onnx")])
+    assert exported.exit_code == 0, exported.output
+    model = PhaseFitModel.from_pretrained(output)
+    for texts in (["rain"], ["the team won the match today and the coach was very happy with it", "pizza", "snow and cold wind in the forecast for today", "a", "soup"]):
+        assert np.abs(onnx_predict_proba(tmp_path / "onnx", texts) - model.predict_proba(texts)).max() < 1e-4
+    assert json.loads((tmp_path / "onnx" / "phasefit_onnx.json").read_text())["labels"] == model.labels

@@ -348,6 +348,23 @@ def tune_command(
     console.print(f"{len(finished.trials)} trials in {study}; best validation accuracy {finished.best_value:.4f}. Wrote {output}.", highlight=False)
 
 
+@app.command("export")
+@_friendly_errors
+def export_command(
+    model_dir: Path = typer.Argument(..., help="A model folder written by `phasefit train`."),
+    format: str = typer.Option("onnx", "--format", help="onnx (the only format so far)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for model.onnx, the tokenizer and phasefit_onnx.json (labels)."),
+) -> None:
+    """Export encoder + pooling + head as one ONNX graph (token ids in, class probabilities out)."""
+    _setup_quiet_logging()
+    if format != "onnx":
+        raise ConfigError(f"--format {format}: only onnx is supported.")
+    from .export import export_onnx
+
+    export_onnx(model_dir, output)
+    console.print(f"Wrote {output / 'model.onnx'} with its tokenizer and labels.", highlight=False)
+
+
 @app.command("report")
 @_friendly_errors
 def report_command(
