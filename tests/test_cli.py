@@ -234,3 +234,18 @@ def test_onnx_export_matches_pytorch_probabilities(toy_folder, tiny_model, tmp_p
     for texts in (["rain"], ["the team won the match today and the coach was very happy with it", "pizza", "snow and cold wind in the forecast for today", "a", "soup"]):
         assert np.abs(onnx_predict_proba(tmp_path / "onnx", texts) - model.predict_proba(texts)).max() < 1e-4
     assert json.loads((tmp_path / "onnx" / "phasefit_onnx.json").read_text())["labels"] == model.labels
+
+
+def test_report_to_mlflow_logs_each_phase_to_a_local_store(toy_folder, tiny_model, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    result = runner.invoke(app, ["train", str(toy_folder), "--recipe", "cl+ft", "--output", str(tmp_path / "run"), "--report-to", "mlflow", *fast_flags(tiny_model), "--cl-epochs", "3"])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(store)
+    runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
+    assert len(runs) == 2
+    logged = set().union(*(run.data.metrics for run in runs))
+    assert {"loss", "learning_rate", "eval_loss", "eval_accuracy"} <= logged, logged
