@@ -219,6 +219,7 @@ def _write_atomically(path: Path, content: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(content)
+        os.chmod(staging, 0o644)  # mkstemp makes the file private; outputs are ordinary files
         os.replace(staging, path)
     except BaseException:
         Path(staging).unlink(missing_ok=True)
