@@ -6,18 +6,19 @@ from typing import Any
 
 import yaml
 
-from .config import PHASE_TITLES
+from .config import PHASE_TITLES, default_model_path
 
 
 def render_model_card(result: Any) -> str:
     """Markdown with YAML front matter: base model, data, recipe, every option, scores, labels, use and limits."""
     config = result.config.to_dict()
     test = result.test_metrics
+    base_model = "sentence-transformers/all-MiniLM-L6-v2" if config["model"] == default_model_path() else config["model"]
     front = {
         "library_name": "sentence-transformers",
         "pipeline_tag": "text-classification",
         "tags": ["phasefit", "text-classification", f"recipe-{result.recipe.name}"],
-        "base_model": config["model"],
+        "base_model": base_model,
     }
     if test:
         front["model-index"] = [{
@@ -29,7 +30,7 @@ def render_model_card(result: Any) -> str:
         }]
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# Text classifier trained with phasefit ({result.recipe.name})", ""]
     lines += [
-        f"Base encoder: `{config['model']}`. Recipe `{result.recipe.name}`: {result.recipe} "
+        f"Base encoder: `{base_model}`. Recipe `{result.recipe.name}`: {result.recipe} "
         f"({result.recipe.description}).",
         "",
         "## Data",
