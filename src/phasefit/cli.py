@@ -177,12 +177,13 @@ def train_command(
         config,
         {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class, "text_column": text_column,
          "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels,
-         "checkpoint_steps": checkpoint_steps, "report_to": report_to or None,
-         "logging_dir": logging_dir or (str(output.parent / f"{output.name}-logs") if report_to else None)},
+         "checkpoint_steps": checkpoint_steps, "report_to": report_to or None, "logging_dir": logging_dir},
         phase_options,
         batch_size,
     )
     resolved, recipe_spec = resolve(options)  # fails fast on a bad option, before any loading
+    if resolved.report_to and not resolved.logging_dir:
+        options["logging_dir"] = str(output.parent / f"{output.name}-logs")
     _check_output_dir(output, overwrite)
     _check_free_space(output, resolved.model)
     work_dir = work_dir_for(output)
@@ -205,7 +206,7 @@ def train_command(
     shutil.rmtree(work_dir, ignore_errors=True)
     console.print(_score_table(f"{recipe_spec.name} on {Path(data).name if os.path.exists(data) else data}", scores))
     console.print("phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items()))
-    console.print(f"Saved to [bold]{output}[/] (model, README.md model card, metrics.json, config.yaml, confusion_matrix.png).", highlight=False)
+    console.print(f"Saved to [bold]{output}[/]: model, model card README.md, metrics.json, config.yaml and pictures (`phasefit report {output}` makes an HTML page).", highlight=False)
 
 
 def work_dir_for(output: Path) -> Path:
