@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import FAST, toy_rows
 from typer.testing import CliRunner
@@ -99,8 +100,18 @@ BAD = {
     "unknown file type": (lambda p, m: ["train", str(_table(p, "d.xlsx", "x")), "--model", m], "unknown file type '.xlsx'"),
     "null label in json lines": (lambda p, m: ["train", str(_table(p, "n.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n')), "--model", m], "empty or missing label in column 'label' at rows 2"),
     "inconsistent hierarchy": (lambda p, m: ["train", str(_table(p, "h2.csv", "text,topic,sub\na,x,s1\nb,y,s1\nc,y,s2\nd,x,s3\n")), "--label-column", "topic", "--label-column", "sub", "--model", m], "'s1' in column 'sub' sits under 'x'"),
+    "unknown precision": (lambda p, m: ["train", str(_good_csv(p)), "--precision", "fp8", "--model", m], "option precision must be one of auto, bf16, fp16, fp32"),
+    "zero gradient accumulation": (lambda p, m: ["train", str(_good_csv(p)), "--gradient-accumulation", "0", "--model", m], "gradient_accumulation must be a whole number >= 1"),
     "bad yaml": (lambda p, m: ["train", str(_good_csv(p)), "--config", str(_table(p, "bad.yaml", "a: [1,\n")), "--model", m], "not valid YAML"),
 }
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused only without a CUDA GPU")
+def test_fp16_without_a_gpu_is_refused_before_loading(tmp_path, tiny_model):
+    result = runner.invoke(app, ["train", str(_good_csv(tmp_path)), "--precision", "fp16", "--model", tiny_model, "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "precision fp16 needs a CUDA GPU" in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -61,6 +61,17 @@ def test_contrastive_lowers_cosine_loss_and_adds_one_projection(tiny_model, toy,
     assert len(list(with_projection(trained))) == 4
 
 
+def test_gradient_accumulation_takes_the_steps_of_the_larger_batch(tiny_model, toy, tmp_path):
+    runs = {}
+    for batch, accumulation in ((16, 1), (8, 2)):
+        encoder = SentenceTransformer(tiny_model, device="cpu")
+        config = ContrastiveConfig(epochs=1, batch_size=batch, gradient_accumulation=accumulation, learning_rate=2e-3)
+        runs[(batch, accumulation)] = train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path / f"{batch}", [])[1]
+    assert runs[(8, 2)]["steps"] == runs[(16, 1)]["steps"]
+    assert runs[(8, 2)]["effective_batch_size"] == runs[(16, 1)]["effective_batch_size"] == 16
+    assert runs[(8, 2)]["first_logged_loss"] == pytest.approx(runs[(16, 1)]["first_logged_loss"], rel=0.05)
+
+
 def test_projection_starts_as_identity(tiny_model):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     assert np.allclose(encoder.encode(["rain and snow"]), with_projection(encoder).encode(["rain and snow"]), atol=1e-6)
@@ -91,3 +102,20 @@ def test_frozen_encoder_is_not_changed(tiny_model, toy, tmp_path):
     config = ClassifyConfig(epochs=2, min_steps=0, batch_size=16, freeze_encoder=True, head_size=8)
     train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
     assert all(torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
+
+
+def test_only_the_decoder_weights_outside_the_encoder_are_averaged_by_hand(tiny_model, tmp_path):
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from phasefit.phases.common import _SentenceTrainer, common_arguments
+
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    loss = DenoisingLoss(encoder)
+    arguments = SentenceTransformerTrainingArguments(**common_arguments(DAEConfig(), 0, tmp_path))
+    dataset = Dataset.from_dict({"damaged": ["rain"], "original": ["rain today"]})
+    trainer = _SentenceTrainer(model=encoder, args=arguments, train_dataset=dataset, loss=loss)
+    by_hand = {id(p) for p in trainer._loss_only_parameters()}
+    assert by_hand and not by_hand & {id(p) for p in encoder.parameters()}
+    cross_attention = [p for name, p in loss.decoder.named_parameters() if "crossattention" in name]
+    assert cross_attention and all(id(p) in by_hand for p in cross_attention)

@@ -127,15 +127,18 @@ def _with_phase_options(command: Callable) -> Callable:
     return command
 
 
-def _collect_options(config_file: Optional[Path], direct: dict[str, Any], phase_values: dict[str, Any], batch_size: Optional[int]) -> dict[str, Any]:
-    """YAML file first, then command-line options (only those given)."""
+def _collect_options(
+    config_file: Optional[Path], direct: dict[str, Any], phase_values: dict[str, Any], every_phase: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """YAML file first, then command-line options (only those given); ``every_phase`` options apply to all phases."""
     options: dict[str, Any] = read_config_file(config_file) if config_file else {}
     for key, value in direct.items():
         if value is not None:
             options[key] = value
-    if batch_size is not None:
-        for phase in PHASE_CONFIGS:
-            options.setdefault(phase, {})["batch_size"] = batch_size
+    for key, value in (every_phase or {}).items():
+        if value is not None:
+            for phase in PHASE_CONFIGS:
+                options.setdefault(phase, {})[key] = value
     for name, value in phase_values.items():
         if value is not None:
             phase, option = name.split("__", 1)
@@ -157,7 +160,9 @@ def train_command(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column (default 'text')."),
     label_column: Optional[list[str]] = typer.Option(None, "--label-column", help="Label column; repeat it, coarse to fine, for hierarchical labels (default 'label')."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Token limit (default 1.2 x the longest training text, capped by the model)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size of every phase (the paper uses one for all)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-device batch size of every phase (the paper uses one for all)."),
+    gradient_accumulation: Optional[int] = typer.Option(None, "--gradient-accumulation", help="Accumulate gradients over N batches per optimiser step, in every phase (default 1)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (default: bf16 or fp16 on a CUDA GPU, fp32 on CPU), bf16, fp16 (CUDA only) or fp32."),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Reuse phase outputs computed before with the same inputs."),
     unseen_test_labels: Optional[str] = typer.Option(None, "--unseen-test-labels", help="error (default) or drop: test rows whose label train never has."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder (after training succeeds)."),
@@ -167,21 +172,29 @@ def train_command(
     logging_dir: Optional[str] = typer.Option(None, "--logging-dir", help="TensorBoard folder (default OUTPUT-logs beside the output folder)."),
     **phase_options: Any,
 ) -> None:
-    """Train a classifier with a recipe, evaluate it on the test split, and save it."""
+    """Train a classifier with a recipe, evaluate it on the test split, and save it.
+
+    Launched by `torchrun` or `accelerate launch`, it trains with DDP; only the main process prints and writes.
+    """
     _setup_quiet_logging()
+    from .distributed import is_main_process, world_size
+    from .phases.common import precision_options
     from .pipeline import load_configured_data, train
     from .progress import PhaseProgress
     from .recipes import resolve
+
+    console.quiet = not is_main_process()
 
     options = _collect_options(
         config,
         {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class, "text_column": text_column,
          "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels,
-         "checkpoint_steps": checkpoint_steps, "report_to": report_to or None, "logging_dir": logging_dir},
+         "checkpoint_steps": checkpoint_steps, "report_to": report_to or None, "logging_dir": logging_dir, "precision": precision},
         phase_options,
-        batch_size,
+        {"batch_size": batch_size, "gradient_accumulation": gradient_accumulation},
     )
     resolved, recipe_spec = resolve(options)  # fails fast on a bad option, before any loading
+    precision_options(resolved.precision)  # and on a precision this machine cannot do
     if resolved.report_to and not resolved.logging_dir:
         options["logging_dir"] = str(output.parent / f"{output.name}-logs")
     _check_output_dir(output, overwrite)
@@ -191,6 +204,10 @@ def train_command(
         raise ConfigError(f"--resume: no interrupted run of {output} to continue (no {work_dir}).")
     labelled = load_configured_data(data, resolved)
     console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
+    batches = {step.phase: resolved.phases[step.phase] for step in recipe_spec.steps}
+    console.print(f"{world_size()} process(es), precision {resolved.precision}; effective batch = per device x accumulation x processes: "
+                  + ", ".join(f"{p} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}"
+                              for p, c in batches.items()), highlight=False)
     console.print(f"Data {labelled.source}: {len(labelled.train)} labelled train, {len(labelled.validation)} validation, "
                   f"{len(labelled.test) if labelled.test else 0} test, {len(labelled.classes)} classes", highlight=False)
     for note in labelled.notes:
@@ -199,6 +216,8 @@ def train_command(
         console.print(f"Resuming the interrupted run kept in {work_dir}.", highlight=False)
     with PhaseProgress(console) as progress:
         result = train(labelled, options, progress=progress.callback, work_dir=work_dir)
+    if not is_main_process():
+        return
     scores = {"validation": result.validation_metrics}
     if result.test_metrics:
         scores["test"] = result.test_metrics
@@ -342,7 +361,7 @@ def tune_command(
     from .tuning import tune
 
     options = _collect_options(config, {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class,
-                                        "text_column": text_column, "label_columns": label_column or None}, {}, None)
+                                        "text_column": text_column, "label_columns": label_column or None}, {})
     resolved, _ = resolve(options)
     labelled = load_configured_data(data, resolved)
     best, finished = tune(labelled, options, trials, study)

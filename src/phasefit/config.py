@@ -8,6 +8,10 @@ A YAML file, command-line options and recipe overrides are three spellings of on
     dae: {epochs: 1, learning_rate: 3.0e-5}
     cl: {max_ratio: 20}
     ft: {freeze_encoder: true}
+
+Every phase's ``batch_size`` is per device (per process); a phase's effective batch is
+``batch_size x gradient_accumulation x processes``. ``precision`` is ``auto`` (bf16, else fp16,
+on a CUDA GPU; fp32 on CPU), ``bf16``, ``fp16`` (CUDA only) or ``fp32``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class DAEConfig:
     deletion_ratio: float = 0.6
     max_texts: int | None = 10_000
     weight_decay: float = 0.0
+    gradient_accumulation: int = 1
 
 
 @dataclass
@@ -56,6 +61,7 @@ class ContrastiveConfig:
     min_ratio: float = 1.5
     max_ratio: float = 4.0
     weight_decay: float = 0.0
+    gradient_accumulation: int = 1
 
 
 @dataclass
@@ -80,6 +86,7 @@ class ClassifyConfig:
     patience: int = 5
     metric: str = "loss"
     weight_decay: float = 0.01
+    gradient_accumulation: int = 1
 
 
 PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": ContrastiveConfig, "joint": JointConfig, "ft": ClassifyConfig}
@@ -106,6 +113,7 @@ class RunConfig:
     report_to: list[str] = field(default_factory=list)
     logging_dir: str | None = None
     trust_remote_code: bool = False
+    precision: str = "auto"
     phases: dict[str, Any] = field(default_factory=lambda: {name: cls() for name, cls in PHASE_CONFIGS.items()})
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +138,8 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "min_steps": (">= 0", lambda v: v >= 0),
     "weight_decay": (">= 0", lambda v: v >= 0),
     "metric": ("one of loss, accuracy, macro_f1", lambda v: v in {"loss", "accuracy", "macro_f1"}),
+    "gradient_accumulation": ("a whole number >= 1", lambda v: v >= 1),
+    "precision": ("one of auto, bf16, fp16, fp32", lambda v: v in {"auto", "bf16", "fp16", "fp32"}),
     "seed": (">= 0", lambda v: v >= 0),
     "checkpoint_steps": (">= 1", lambda v: v >= 1),
     "snapshot_examples": (">= 0", lambda v: v >= 0),

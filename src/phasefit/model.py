@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
+from .distributed import is_main_process
 from .errors import ModelFilesError
 
 FORMAT_NAME = "phasefit"
@@ -109,8 +110,13 @@ class PhaseFitModel:
         return self
 
     def save_pretrained(self, directory: str | Path, extra_files: dict[str, bytes] | None = None) -> Path:
-        """Write the model atomically: a staging folder beside ``directory`` is renamed into place when complete."""
+        """Write the model atomically: a staging folder beside ``directory`` is renamed into place when complete.
+
+        Under several processes only the main one writes; the others return at once.
+        """
         directory = Path(directory)
+        if not is_main_process():
+            return directory
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
         try:

@@ -17,7 +17,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback, set_seed
 
-from . import __version__
+from . import __version__, distributed
 from .config import PHASE_TITLES, RunConfig
 from .data import LabelledData, Split, load_data
 from .errors import ConfigError, ModelFilesError
@@ -66,8 +66,11 @@ class TrainResult:
         }
 
     def save(self, directory: str | Path) -> Path:
-        """The model plus metrics.json, config.yaml, confusion_matrix.png and a model card, written atomically."""
+        """The model plus metrics.json, config.yaml, confusion_matrix.png and a model card, written atomically (main process only)."""
         import yaml
+
+        if not distributed.is_main_process():
+            return Path(directory)
 
         from .metrics import save_confusion_matrix
         from .model_card import render_model_card
@@ -115,7 +118,7 @@ def reporting_callbacks(config: RunConfig, run_name: str) -> list[TrainerCallbac
     """The trainers' own TensorBoard / MLflow callbacks for one phase (``report_to``), logging under ``logging_dir``."""
     callbacks: list[TrainerCallback] = []
     targets = [target for target in config.report_to if target != "none"]
-    if not targets:
+    if not targets or not distributed.is_main_process():
         return callbacks
     if "tensorboard" in targets:
         try:
@@ -184,7 +187,7 @@ class PhaseCache:
 
     def store(self, key: str, encoder: SentenceTransformer) -> None:
         path = self.path(key)
-        if path is None:
+        if path is None or not distributed.is_main_process():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=path.parent))
@@ -196,8 +199,12 @@ class PhaseCache:
 
 
 def evaluate_split(model: PhaseFitModel, split: Split, batch_size: int = 64) -> dict[str, Any]:
-    """Scores of ``model`` on a split; every label the model knows is a row of the confusion matrix."""
-    predicted = model.predict(split.texts, batch_size=batch_size)
+    """Scores of ``model`` on a split; every label the model knows is a row of the confusion matrix.
+
+    Under several processes each predicts its share of the rows and the predictions are gathered,
+    so the scores are those of one process predicting them all.
+    """
+    predicted = distributed.map_sharded(lambda texts: model.predict(texts, batch_size=batch_size), split.texts)
     return classification_metrics(split.classes, predicted, model.labels)
 
 
@@ -214,6 +221,9 @@ def train(
     DataFrame, a ``datasets`` object). Options are a nested dict and/or keywords, e.g.
     ``train("data/", recipe="3phase", seed=1, dae={"epochs": 2}, ft={"freeze_encoder": True})``.
 
+    Launched by ``torchrun`` or ``accelerate launch``, every phase trains with DDP (each process
+    a shard of every epoch) and only the main process writes (cache, work folder, logs).
+
     With ``work_dir``, the run can be resumed: finished phases are kept there and the running
     phase checkpoints every ``checkpoint_steps`` steps; calling ``train`` again with the same
     ``work_dir`` and options skips the finished phases and continues from the last checkpoint.
@@ -223,7 +233,7 @@ def train(
         data = load_configured_data(data, config)
         for note in data.notes:
             logger.info(note)
-    encoder = load_encoder(config.model, config.trust_remote_code)
+    encoder = load_encoder(config.model, config.trust_remote_code).to(distributed.state().device)
     max_length, too_long = choose_max_length(encoder, data.train.texts, config.max_length)
     encoder.max_seq_length = max_length
     notes = list(data.notes)
@@ -241,40 +251,47 @@ def train(
     phase_stats: dict[str, dict[str, Any]] = {}
     cached: list[str] = []
     head = None
-    snapshot_rows = _snapshot_rows(data.validation, config.snapshot_examples, config.seed)
+    snapshot_rows = _snapshot_rows(data.validation, config.snapshot_examples, config.seed) if distributed.is_main_process() else []
     snapshot_texts = [data.validation.texts[i] for i in snapshot_rows]
     snapshots = {"before training": encoder.encode(snapshot_texts, batch_size=64)} if snapshot_rows else {}
-    with tempfile.TemporaryDirectory(prefix="phasefit-") as scratch:
-        checkpoints = work / "checkpoints" if work else Path(scratch)
+    if not distributed.is_main_process():
+        progress = None
+    with distributed.shared_temporary_directory("phasefit-") as scratch:
+        checkpoints = work / "checkpoints" if work else scratch
         for index, step in enumerate(recipe.steps):
             phase_config = config.phases[step.phase]
             title = f"{index + 1}/{len(recipe.steps)} {PHASE_TITLES[step.phase]}"
             callbacks = ([progress(title)] if progress else []) + reporting_callbacks(config, f"{index + 1}-{step.phase}")
+            setup = {"precision": config.precision, "processes": distributed.world_size()}
             started = time.perf_counter()
             set_seed(config.seed + index)
             if step.phase == "ft":
-                workdir = checkpoints / f"{index}-ft-{_fingerprint(key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels)}"
+                workdir = checkpoints / f"{index}-ft-{_fingerprint(key, asdict(phase_config), setup, config.seed + index, data.train.texts, data.train.labels)}"
                 validation_codes = data.label_codes(data.validation)[:, -1]
                 head, stats = train_classifier(
                     encoder, data.train.texts, train_codes[:, -1], data.validation.texts, validation_codes,
-                    len(classes), phase_config, config.seed + index, workdir, callbacks, resumable=work is not None,
+                    len(classes), phase_config, config.seed + index, workdir, callbacks, resumable=work is not None, precision=config.precision,
                 )
             else:
                 inputs = _phase_inputs(step.phase, data, phase_config, config.seed)
-                key = _fingerprint(key, step.phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])
+                key = _fingerprint(key, step.phase, asdict(phase_config), setup, config.seed + index, inputs["fingerprint"])
                 reused = next((found for cache in caches if (found := cache.load(key)) is not None), None)
-                if reused is not None:
+                if distributed.all_ranks_agree(reused is not None):
+                    reused = reused.to(encoder.device)
                     reused.max_seq_length = max_length
                     encoder, stats = reused, {"cached": True}
                     cached.append(step.phase)
                 else:
                     workdir = checkpoints / f"{index}-{step.phase}-{key}"
                     encoder, stats = _run_encoder_phase(
-                        step.phase, encoder, data, train_codes, inputs, phase_config, config.seed + index, workdir, callbacks, checkpoint_steps
+                        step.phase, encoder, data, train_codes, inputs, phase_config, config.seed + index, workdir, callbacks, checkpoint_steps,
+                        config.precision,
                     )
                     for cache in caches:
                         cache.store(key, encoder)
-                    shutil.rmtree(workdir, ignore_errors=True)
+                    distributed.wait_for_everyone()
+                    if distributed.is_main_process():
+                        shutil.rmtree(workdir, ignore_errors=True)
             phase_seconds[step.phase] = round(time.perf_counter() - started, 2)
             phase_stats[step.phase] = stats
             if snapshot_rows:
@@ -329,11 +346,13 @@ def _run_encoder_phase(
     workdir: Path,
     callbacks: list[TrainerCallback],
     checkpoint_steps: int | None,
+    precision: str,
 ) -> tuple[SentenceTransformer, dict[str, Any]]:
     if phase == "dae":
-        return train_dae(encoder, inputs["dae_texts"], phase_config, seed, workdir, callbacks, checkpoint_steps)
+        return train_dae(encoder, inputs["dae_texts"], phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
     if phase == "cl":
-        return train_contrastive(encoder, data.train.texts, train_codes, phase_config, seed, workdir, callbacks, checkpoint_steps)
+        return train_contrastive(encoder, data.train.texts, train_codes, phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
     if phase == "joint":
-        return train_joint(encoder, data.train.texts, train_codes, data.dae_corpus(None, seed), phase_config, seed, workdir, callbacks, checkpoint_steps)
+        corpus = data.dae_corpus(None, seed)
+        return train_joint(encoder, data.train.texts, train_codes, corpus, phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
     raise ValueError(f"unknown phase {phase!r}")

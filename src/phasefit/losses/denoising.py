@@ -23,12 +23,15 @@ class DenoisingLoss(DenoisingAutoEncoderLoss):
     weights before tying. Architectures without a causal-LM class in ``transformers`` (MPNet, for
     one) get an untied BERT decoder of the same hidden size over the encoder's own vocabulary.
 
+    The encoder is kept as ``model`` (upstream: ``encoder``) so that the trainer swaps in the
+    DDP-wrapped model, whose forward pass synchronises the gradients.
+
     Inputs: pairs (damaged text, original text); no labels.
     """
 
     def __init__(self, model: SentenceTransformer) -> None:
         nn.Module.__init__(self)  # the parent's __init__ loads a decoder from disk: not wanted here
-        self.encoder = model
+        self.model = model
         self.tokenizer_encoder = model.tokenizer
         self.tokenizer_decoder = model.tokenizer
         self.need_retokenization = False
@@ -53,6 +56,10 @@ class DenoisingLoss(DenoisingAutoEncoderLoss):
             self.tied = True
         if self.tokenizer_decoder.pad_token_id is None:
             raise ValueError("the encoder's tokenizer has no padding token, which the reconstruction loss needs.")
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model
 
 
 def _fallback_decoder(config, tokenizer) -> BertLMHeadModel:

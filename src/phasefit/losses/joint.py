@@ -18,6 +18,11 @@ class JointLoss(nn.Module):
         self.denoising = denoising
         self.contrastive = contrastive
 
+    @property
+    def model(self) -> nn.Module:
+        """The encoder both parts share; the trainer replaces it in both with the DDP-wrapped one."""
+        return self.contrastive.model
+
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> dict[str, Tensor]:
         damaged, original, first, second = sentence_features
         return {"dae": self.denoising([damaged, original], None), "cl": self.contrastive([first, second], labels)}

@@ -15,9 +15,10 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..config import ClassifyConfig
+from ..distributed import is_main_process, wait_for_everyone
 from ..metrics import classification_metrics
 from ..model import ClassificationHead, EncoderClassifier
-from .common import checkpoint_step, common_arguments, latest_checkpoint, learning_curve
+from .common import MainProcessWritesOnly, checkpoint_step, common_arguments, effective_batch_size, latest_checkpoint, learning_curve
 
 
 def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels: np.ndarray) -> Dataset:
@@ -25,6 +26,10 @@ def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels
     tokenizer = encoder.tokenizer
     encoded = tokenizer(list(texts), truncation=True, max_length=encoder.max_seq_length)
     return Dataset.from_dict({**encoded, "labels": np.asarray(labels, dtype=np.int64)})
+
+
+class _ClassifierTrainer(MainProcessWritesOnly, Trainer):
+    pass
 
 
 def evaluation_interval(n_examples: int, batch_size: int) -> int:
@@ -44,6 +49,7 @@ def train_classifier(
     workdir: Path,
     callbacks: Sequence[TrainerCallback] = (),
     resumable: bool = False,
+    precision: str = "auto",
 ) -> tuple[ClassificationHead, dict[str, float]]:
     """Train encoder + head on cross-entropy; stop when validation ``config.metric`` stops improving."""
     torch.manual_seed(seed)
@@ -51,12 +57,13 @@ def train_classifier(
     classifier = EncoderClassifier(encoder, head)
     encoder.requires_grad_(not config.freeze_encoder)
 
-    steps_per_epoch = math.ceil(len(train_texts) / config.batch_size)
+    batch = effective_batch_size(config)
+    steps_per_epoch = math.ceil(len(train_texts) / batch)
     max_steps = max(math.ceil(config.epochs * steps_per_epoch), config.min_steps)
-    interval = min(evaluation_interval(len(train_texts), config.batch_size), max_steps)
+    interval = min(evaluation_interval(len(train_texts), batch), max_steps)
     metric = "eval_loss" if config.metric == "loss" else f"eval_{config.metric}"
     args = TrainingArguments(
-        **common_arguments(config, seed, workdir),
+        **common_arguments(config, seed, workdir, precision),
         max_steps=max_steps,
         eval_strategy="steps",
         eval_steps=interval,
@@ -81,7 +88,7 @@ def train_classifier(
         scores = classification_metrics(np.asarray(prediction.label_ids), predicted, list(range(n_classes)))
         return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
-    trainer = Trainer(
+    trainer = _ClassifierTrainer(
         model=classifier,
         args=args,
         train_dataset=tokenized_dataset(encoder, train_texts, train_labels),
@@ -98,12 +105,15 @@ def train_classifier(
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         encoder.requires_grad_(True)
-    shutil.rmtree(workdir, ignore_errors=True)
+    wait_for_everyone()  # every process has loaded the best checkpoint before it goes
+    if is_main_process():
+        shutil.rmtree(workdir, ignore_errors=True)
     best = trainer.state.best_metric
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     return head.eval(), {
         "curve": learning_curve(trainer.state.log_history),
         "steps": trainer.state.global_step,
+        "effective_batch_size": batch,
         "best_validation_" + config.metric: float(best) if best is not None else float("nan"),
         "best_step": int(trainer.state.best_global_step or 0),
         "evaluations": len(evaluations),

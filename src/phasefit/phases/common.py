@@ -15,26 +15,43 @@ from sentence_transformers.sentence_transformer.modules import Normalize
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from ..distributed import average_gradients, world_size
+from ..errors import ConfigError
 from ..noise import delete_words
 
 logger = logging.getLogger(__name__)
 
 
-def precision_options() -> dict[str, Any]:
-    """bf16 (else fp16) and TF32 on CUDA; full precision on CPU."""
-    if not torch.cuda.is_available():
-        return {}
-    options: dict[str, Any] = {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    if torch.cuda.get_device_capability()[0] >= 8:
+def precision_options(precision: str = "auto") -> dict[str, Any]:
+    """Trainer arguments for ``precision``: ``auto`` is bf16 (else fp16) and TF32 on CUDA, full precision on CPU."""
+    cuda = torch.cuda.is_available()
+    if precision == "fp16" and not cuda:
+        raise ConfigError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU.")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision bf16: this GPU does not support bfloat16; use fp16 or fp32.")
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    options: dict[str, Any] = {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    if cuda and torch.cuda.get_device_capability()[0] >= 8:
         options["tf32"] = True
     return options
 
 
-def common_arguments(config: Any, seed: int, output_dir: Path) -> dict[str, Any]:
+def effective_batch_size(config: Any) -> int:
+    """Examples per optimiser step: per-device batch x gradient accumulation x processes."""
+    return config.batch_size * config.gradient_accumulation * world_size()
+
+
+def common_arguments(config: Any, seed: int, output_dir: Path, precision: str = "auto") -> dict[str, Any]:
     """Training arguments every phase uses; nothing is written, logged or reported unless asked."""
+    logger.info(
+        "%s: batch %d per device x %d accumulation x %d processes = effective batch %d",
+        type(config).__name__, config.batch_size, config.gradient_accumulation, world_size(), effective_batch_size(config),
+    )
     return {
         "output_dir": str(output_dir),
         "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation,
         "per_device_eval_batch_size": max(64, config.batch_size),
         "num_train_epochs": config.epochs,
         "learning_rate": config.learning_rate,
@@ -46,15 +63,52 @@ def common_arguments(config: Any, seed: int, output_dir: Path) -> dict[str, Any]
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": torch.cuda.is_available(),
-        **precision_options(),
+        "use_cpu": not torch.cuda.is_available(),  # so that torchrun on CPUs gives DDP over gloo
+        **precision_options(precision),
     }
 
 
-class _SentenceTrainer(SentenceTransformerTrainer):
-    """The sentence-transformers trainer without its model-card tracking (phasefit writes its own files)."""
+class MainProcessWritesOnly:
+    """Trainer mixin: checkpoints hold the main process's random-number state only.
+
+    transformers has every process save ``rng_state_<rank>.pth`` into the checkpoint; here no
+    process but the main one writes a file, and a resumed run re-seeds the other processes' dropout
+    draws instead of restoring them (transformers warns and goes on).
+    """
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        if self.args.should_save:
+            super()._save_rng_state(output_dir)
+
+
+class _SentenceTrainer(MainProcessWritesOnly, SentenceTransformerTrainer):
+    """The sentence-transformers trainer without its model-card tracking (phasefit writes its own files).
+
+    Under DDP, weights that a loss owns beyond the model (the DAE decoder's cross-attention and
+    head) are outside the wrapped module, so their gradients are averaged here, once per
+    optimiser step, before clipping and the step.
+    """
 
     def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
         return None
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        # transformers 5 calls _save on every process and lets it decide; the sentence-transformers
+        # override assumes it runs on the main process only and would write from every rank.
+        if self.args.should_save:
+            super()._save(output_dir, state_dict)
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.sync_gradients:
+            average_gradients(self._loss_only_parameters())
+        return loss
+
+    def _loss_only_parameters(self) -> list[torch.nn.Parameter]:
+        if not hasattr(self, "_loss_parameters"):
+            owned = {id(p) for p in self.model.parameters()}
+            self._loss_parameters = [p for p in self.loss.parameters() if p.requires_grad and id(p) not in owned]
+        return self._loss_parameters
 
 
 class LossStateCheckpoint(TrainerCallback):
@@ -115,9 +169,10 @@ def run_sentence_trainer(
     callbacks: list[TrainerCallback],
     checkpoint_steps: int | None = None,
     loss_state: torch.nn.Module | None = None,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Train with the sentence-transformers trainer; with ``checkpoint_steps``, checkpoint and resume from ``output_dir``."""
-    args = SentenceTransformerTrainingArguments(**common_arguments(config, seed, output_dir), **checkpoint_options(checkpoint_steps))
+    args = SentenceTransformerTrainingArguments(**common_arguments(config, seed, output_dir, precision), **checkpoint_options(checkpoint_steps))
     extra = [LossStateCheckpoint(loss_state)] if checkpoint_steps and loss_state is not None else []
     trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[*callbacks, *extra])
     for quiet in (PrinterCallback, ProgressCallback):
@@ -133,6 +188,7 @@ def run_sentence_trainer(
         "first_logged_loss": losses[0] if losses else float("nan"),
         "last_logged_loss": losses[-1] if losses else float("nan"),
         "steps": trainer.state.global_step,
+        "effective_batch_size": effective_batch_size(config),
         "resumed_from_step": checkpoint_step(resume_from),
     }
 

@@ -66,10 +66,11 @@ def train_contrastive(
     workdir: Path,
     callbacks: list[TrainerCallback] = (),
     checkpoint_steps: int | None = None,
+    precision: str = "auto",
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Pull same-class texts together and push different classes apart; returns the encoder with its projection."""
     model = with_projection(encoder)
     dataset = pair_dataset(texts, labels, config, seed)
-    stats = run_sentence_trainer(model, dataset, CosineSimilarityLoss(model), config, seed, workdir, list(callbacks), checkpoint_steps)
+    stats = run_sentence_trainer(model, dataset, CosineSimilarityLoss(model), config, seed, workdir, list(callbacks), checkpoint_steps, precision=precision)
     stats["pairs"] = len(dataset)
     return model, stats

@@ -28,11 +28,12 @@ def train_dae(
     workdir: Path,
     callbacks: list[TrainerCallback] = (),
     checkpoint_steps: int | None = None,
+    precision: str = "auto",
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Adapt ``encoder`` to the texts by reconstructing each text from its damaged copy's embedding."""
     bottleneck = without_final_normalize(encoder)
     loss = DenoisingLoss(bottleneck)
     dataset = noisy_text_dataset(texts, config.deletion_ratio, seed)
-    stats = run_sentence_trainer(bottleneck, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.decoder)
+    stats = run_sentence_trainer(bottleneck, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.decoder, precision)
     stats["tied_decoder"] = float(loss.tied)
     return encoder, stats

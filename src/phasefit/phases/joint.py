@@ -26,6 +26,7 @@ def train_joint(
     workdir: Path,
     callbacks: list[TrainerCallback] = (),
     checkpoint_steps: int | None = None,
+    precision: str = "auto",
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Each row holds a pair for the cosine loss and a text (cycled through the corpus) for the DAE loss."""
     model = with_projection(encoder)
@@ -36,7 +37,11 @@ def train_joint(
     dataset = pairs.add_column("original", originals).add_column("damaged", originals)
     dataset = dataset.select_columns(["damaged", "original", "sentence1", "sentence2", "score"])
     dataset = add_word_deletion(dataset, config.deletion_ratio, seed)
-    loss = JointLoss(DenoisingLoss(without_final_normalize(model)), CosineSimilarityLoss(model))
-    stats = run_sentence_trainer(model, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.denoising.decoder)
+    # One model object for both losses, so DDP wraps one module; the cosine loss ignores the final Normalize anyway.
+    bottleneck = without_final_normalize(model)
+    loss = JointLoss(DenoisingLoss(bottleneck), CosineSimilarityLoss(bottleneck))
+    stats = run_sentence_trainer(
+        bottleneck, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.denoising.decoder, precision
+    )
     stats["pairs"] = len(dataset)
     return model, stats

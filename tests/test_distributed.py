@@ -1,0 +1,95 @@
+"""Data-parallel training: `torchrun` with two CPU processes (gloo) against one process with the same effective batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import toy_rows
+
+from phasefit import PhaseFitModel
+
+HERE = Path(__file__).resolve().parent
+OPTIONS = {
+    "seed": 0,
+    "snapshot_examples": 0,
+    "dae": {"epochs": 2, "learning_rate": 2e-3},
+    "cl": {"epochs": 2, "learning_rate": 2e-3, "pairs_per_example": 4},
+    "ft": {"epochs": 30, "min_steps": 0, "learning_rate": 1e-3, "head_learning_rate": 5e-3, "head_size": 32, "patience": 5},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _run(arguments: list[str], cwd: Path) -> None:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(arguments, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """One process at batch 16; two processes at batch 8 each (audited); one process with another seed (the spread)."""
+    root = tmp_path_factory.mktemp("ddp")
+    data = root / "toy"
+    data.mkdir()
+    pd.DataFrame(toy_rows({"sport": 60, "weather": 40, "food": 20}, seed=1)).to_json(data / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 20, "weather": 20, "food": 20}, seed=2)).to_json(data / "test.jsonl", orient="records", lines=True)
+    (root / "options.yaml").write_text(yaml.safe_dump({**OPTIONS, "model": tiny_model}))
+    train = ["train", "toy", "--config", "options.yaml"]
+    _run([sys.executable, "-m", "phasefit", *train, "--batch-size", "16", "-o", "one"], root)
+    _run([sys.executable, "-m", "phasefit", *train, "--batch-size", "16", "--seed", "1", "-o", "other-seed"], root)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    _run([*launcher, str(HERE / "audited_phasefit.py"), str(root / "writes"), *train, "--batch-size", "8", "-o", "two",
+          "--cache-dir", "cache", "--report-to", "tensorboard"], root)
+    return {"root": root, "one": root / "one", "two": root / "two", "other": root / "other-seed"}
+
+
+def _stats(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_two_processes_train_3phase_like_one_process(runs):
+    one, two = _stats(runs["one"]), _stats(runs["two"])
+    for stats in (one, two):
+        assert stats["phases"] == ["dae", "cl", "ft"]
+        for phase in ("dae", "cl"):
+            assert stats["phase_stats"][phase]["last_logged_loss"] < stats["phase_stats"][phase]["first_logged_loss"]
+            assert stats["phase_stats"][phase]["effective_batch_size"] == 16
+        validation_loss = [value for _, value in stats["phase_stats"]["ft"]["curve"]["eval_loss"]]
+        assert validation_loss[-1] < validation_loss[0]
+    # The same batches, split over two ranks: the same optimiser steps and nearly the same losses.
+    for phase in ("dae", "cl"):
+        assert two["phase_stats"][phase]["steps"] == one["phase_stats"][phase]["steps"]
+        assert two["phase_stats"][phase]["first_logged_loss"] == pytest.approx(one["phase_stats"][phase]["first_logged_loss"], rel=0.05)
+    assert abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= 0.05
+    assert two["test"]["accuracy"] >= 0.8
+
+    texts = [row["text"] for row in toy_rows({"sport": 10, "weather": 10, "food": 10}, seed=3)]
+    embeddings = {name: PhaseFitModel.from_pretrained(runs[name], device="cpu").encode(texts) for name in ("one", "two", "other")}
+    ddp_gap = np.abs(embeddings["two"] - embeddings["one"]).mean()
+    seed_gap = np.abs(embeddings["other"] - embeddings["one"]).mean()
+    assert ddp_gap < 0.75 * seed_gap, (ddp_gap, seed_gap)  # dropout draws differ per rank, so not bit-identical
+
+
+def test_rank_one_writes_nothing(runs):
+    writes = {rank: json.loads((runs["root"] / f"writes.{rank}").read_text()) for rank in (0, 1)}
+    assert writes[1] == []
+    # The audit does see writes: rank 0 wrote the model, the phase cache and the TensorBoard logs.
+    written = "\n".join(writes[0])
+    assert "phasefit.json" in written and "os.mkdir cache" in written
+    assert "two-logs/1-dae" in written and ".two.phasefit-work" in written
+    assert (runs["two"] / "head.safetensors").is_file()
+    assert not (runs["root"] / ".two.phasefit-work").exists()
