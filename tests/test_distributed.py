@@ -16,6 +16,7 @@ import yaml
 from conftest import toy_rows
 
 from phasefit import PhaseFitModel
+from phasefit.metrics import classification_metrics
 
 HERE = Path(__file__).resolve().parent
 OPTIONS = {
@@ -76,6 +77,13 @@ def test_two_processes_train_3phase_like_one_process(runs):
         assert two["phase_stats"][phase]["first_logged_loss"] == pytest.approx(one["phase_stats"][phase]["first_logged_loss"], rel=0.05)
     assert abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= 0.05
     assert two["test"]["accuracy"] >= 0.8
+
+    # Test scores gathered over the two ranks equal one process scoring the saved model.
+    test_rows = pd.read_json(runs["root"] / "toy" / "test.jsonl", lines=True)
+    model = PhaseFitModel.from_pretrained(runs["two"], device="cpu")
+    again = classification_metrics(test_rows["label"].tolist(), model.predict(test_rows["text"].tolist()), model.labels)
+    assert again["confusion_matrix"] == two["test"]["confusion_matrix"]
+    assert again["n_examples"] == two["test"]["n_examples"] == 60
 
     texts = [row["text"] for row in toy_rows({"sport": 10, "weather": 10, "food": 10}, seed=3)]
     embeddings = {name: PhaseFitModel.from_pretrained(runs[name], device="cpu").encode(texts) for name in ("one", "two", "other")}
