@@ -75,6 +75,8 @@ def test_two_processes_train_3phase_like_one_process(runs):
     for phase in ("dae", "cl"):
         assert two["phase_stats"][phase]["steps"] == one["phase_stats"][phase]["steps"]
         assert two["phase_stats"][phase]["first_logged_loss"] == pytest.approx(one["phase_stats"][phase]["first_logged_loss"], rel=0.05)
+    first_validation_loss = {name: stats["phase_stats"]["ft"]["curve"]["eval_loss"][0][1] for name, stats in (("one", one), ("two", two))}
+    assert first_validation_loss["two"] == pytest.approx(first_validation_loss["one"], rel=0.05)
     assert abs(two["test"]["accuracy"] - one["test"]["accuracy"]) <= 0.05
     assert two["test"]["accuracy"] >= 0.8
 

@@ -53,6 +53,10 @@ class ClassificationHead(nn.Module):
 class EncoderClassifier(nn.Module):
     """Encoder + head as one module with the ``forward(input_ids, ..., labels)`` the transformers Trainer expects."""
 
+    # The loss is a per-batch mean: the Trainer must scale it for gradient accumulation itself and
+    # must not multiply it by the number of processes (it would, seeing ``**features``).
+    accepts_loss_kwargs = False
+
     def __init__(self, encoder: SentenceTransformer, head: ClassificationHead) -> None:
         super().__init__()
         self.encoder = encoder
