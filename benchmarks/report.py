@@ -160,6 +160,8 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
         "",
     ]
     lines += plain_words(accuracy, keys)
+    lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
+    lines += speed_lines(records)
     lines += ["", "## Coverage of the minimum (3 seeds per cell)", ""]
     lines += coverage_lines(accuracy)
     lines += ["", "## Cost", ""]
@@ -170,8 +172,56 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
     return "\n".join(lines) + "\n"
 
 
-def plain_words(accuracy, keys) -> list[str]:
+def verdict(a: list[float], b: list[float]) -> str | None:
+    """beats / ties / loses with at least two seeds on each side, else None."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    difference = statistics.mean(a) - statistics.mean(b)
+    if abs(difference) <= max(spread(a), spread(b)):
+        return "ties"
+    return "beats" if difference > 0 else "loses"
+
+
+def tally_lines(accuracy, keys) -> list[str]:
+    """One line per peer: in how many dataset/regime cells 3phase beats, ties with or loses to it, and where it loses."""
     out = []
+    for peer in ("tuned-ft", "setfit", "ft", "joint"):
+        counts: dict[str, list[str]] = {"beats": [], "ties": [], "loses": []}
+        for dataset, regime in keys:
+            three, other = accuracy.get((dataset, regime, "3phase")), accuracy.get((dataset, regime, peer))
+            outcome = verdict(three or [], other or [])
+            if outcome:
+                counts[outcome].append(f"{dataset}/{regime}")
+        total = sum(len(v) for v in counts.values())
+        if total:
+            where = f"; it loses on {', '.join(counts['loses'])}" if counts["loses"] else ""
+            out.append(
+                f"- Against {peer}, over {total} cell(s) with two or more seeds each: 3phase beats it in {len(counts['beats'])}, "
+                f"ties in {len(counts['ties'])} (difference within the larger seed std), loses in {len(counts['loses'])}{where}."
+            )
+    return out
+
+
+def speed_lines(records) -> list[str]:
+    runs = [r for r in records if r["dataset"] == "sst2" and str(r["regime"]) == "64" and r["method"] == "3phase"]
+    uncached = [r for r in runs if not r.get("cached_phases")]
+    if not runs:
+        return ["- Not measured yet."]
+    out = []
+    for label, chosen in (("all runs", runs), ("runs that computed every phase (no cache)", uncached)):
+        if chosen:
+            median = statistics.median(r["wall_seconds"] for r in chosen)
+            verdict_text = "under" if median < 15 * 60 else "over"
+            out.append(f"- {label}: median wall time {median:.0f} s = {median / 60:.1f} min over {len(chosen)} run(s): {verdict_text} the 15-minute target.")
+    if uncached:
+        shares = {phase: statistics.median(r["phase_seconds"].get(phase, 0.0) for r in uncached) for phase in ("dae", "cl", "ft")}
+        out.append("- Median seconds per phase (uncached runs): " + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in shares.items())
+                   + f"; the largest is {max(shares, key=shares.get)}.")
+    return out
+
+
+def plain_words(accuracy, keys) -> list[str]:
+    out = tally_lines(accuracy, keys)
     for dataset, regime in keys:
         three = accuracy.get((dataset, regime, "3phase"))
         if not three:
