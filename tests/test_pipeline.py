@@ -93,3 +93,14 @@ def test_loading_a_directory_that_is_not_a_model_names_the_missing_files(tmp_pat
         PhaseFitModel.from_pretrained(tiny_model)
     with pytest.raises(ModelFilesError, match="no such model directory"):
         PhaseFitModel.from_pretrained(tmp_path / "absent")
+
+
+def test_bf16_trains_differently_from_fp32_and_is_part_of_the_cache_key(toy_folder, fast_options, tmp_path):
+    options = {**fast_options, "cache_dir": str(tmp_path / "cache")}
+    texts = ["the team won the match", "rain and snow today"]
+    full = train(toy_folder, options, recipe="cl+ft", precision="fp32")
+    half = train(toy_folder, options, recipe="cl+ft", precision="bf16")
+    assert half.cached_phases == []
+    assert not np.array_equal(full.model.predict_proba(texts), half.model.predict_proba(texts))
+    assert half.test_metrics["n_examples"] == full.test_metrics["n_examples"]
+    assert half.config.precision == "bf16"
