@@ -72,6 +72,13 @@ def test_gradient_accumulation_takes_the_steps_of_the_larger_batch(tiny_model, t
     assert runs[(8, 2)]["first_logged_loss"] == pytest.approx(runs[(16, 1)]["first_logged_loss"], rel=0.05)
 
 
+def test_a_saved_and_reloaded_projection_is_not_added_twice(tiny_model, tmp_path):
+    projected = with_projection(SentenceTransformer(tiny_model, device="cpu"))
+    projected.save(str(tmp_path / "saved"))
+    reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    assert [type(m).__name__ for m in with_projection(reloaded)] == ["Transformer", "Pooling", "Dense", "Normalize"]
+
+
 def test_projection_starts_as_identity(tiny_model):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     assert np.allclose(encoder.encode(["rain and snow"]), with_projection(encoder).encode(["rain and snow"]), atol=1e-6)

@@ -20,6 +20,17 @@ from .common import run_sentence_trainer
 PROJECTION_MARKER = "phasefit_projection"
 
 
+def is_projection(module: torch.nn.Module) -> bool:
+    """The layer :func:`with_projection` adds, also once saved and loaded again (a square Dense with no activation)."""
+    if getattr(module, PROJECTION_MARKER, False):
+        return True
+    return (
+        isinstance(module, Dense)
+        and module.in_features == module.out_features
+        and isinstance(module.activation_function, torch.nn.Identity)
+    )
+
+
 def with_projection(encoder: SentenceTransformer) -> SentenceTransformer:
     """The encoder plus one dense layer of the hidden size ("DAECL"), placed before a trailing Normalize.
 
@@ -27,7 +38,7 @@ def with_projection(encoder: SentenceTransformer) -> SentenceTransformer:
     has; it is added once (a second contrastive phase reuses it).
     """
     modules = list(encoder)
-    if any(getattr(module, PROJECTION_MARKER, False) for module in modules):
+    if any(is_projection(module) for module in modules):
         return encoder
     size = encoder.get_embedding_dimension()
     projection = Dense(size, size, activation_function=torch.nn.Identity(), init_weight=torch.eye(size), init_bias=torch.zeros(size))
