@@ -103,3 +103,14 @@ def test_rank_one_writes_nothing(runs):
     assert "two-logs/1-dae" in written and ".two.phasefit-work" in written
     assert (runs["two"] / "head.safetensors").is_file()
     assert not (runs["root"] / ".two.phasefit-work").exists()
+
+
+def test_each_process_trains_its_own_pairs_and_no_pair_twice(tiny_model, tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    _run([*launcher, str(HERE / "distributed_batches.py"), tiny_model, str(tmp_path / "batches.json")], HERE)
+    seen = json.loads((tmp_path / "batches.json").read_text())
+    first, second = (set(rows) for rows in seen["ranks"])
+    assert len(seen["ranks"][0]) == len(first) and len(seen["ranks"][1]) == len(second)  # no pair twice on a rank
+    assert not first & second  # nor on both
+    left_out = seen["pairs"] - len(first | second)
+    assert 0 <= left_out < 2 * seen["batch_size"]  # only the last incomplete round of batches
