@@ -142,6 +142,8 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
         "- Validation: the dataset's own split, or a stratified 20 % of train; capped per profile (`cpu`: 500 rows). Everything is chosen on validation, nothing on test.",
         "- Peers: `tuned-ft` = plain fine-tuning (MLP head) with the learning rate picked on validation accuracy from "
         "{2e-5, 5e-5, 1e-4}, epochs by early stopping; `setfit` = setfit defaults (CosineSimilarityLoss, 20 iterations, 1 epoch, logistic head).",
+        "- SST-2's training file (GLUE train) holds phrases as well as sentences, while its test file (GLUE dev) holds sentences only: "
+        "the 8 / 64 per-class draws are mostly short phrases, and validation (carved from train) reads easier than test.",
         "- Cells: test accuracy %, mean ± sample std over seeds (number of seeds). The paper's numbers are MiniLM-L12 on full data, for reference only: different model, data size and splits.",
         "",
         "## Table 3 layout: 3phase / joint / ft with the peers (test accuracy %)",
