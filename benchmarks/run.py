@@ -124,6 +124,7 @@ def run_phasefit(data, method: str, options: dict[str, Any]) -> dict[str, Any]:
         "test": result.test_metrics,
         "validation_accuracy": result.validation_metrics["accuracy"],
         "phase_seconds": result.phase_seconds,
+        "phase_stats": {phase: {k: v for k, v in stats.items() if k != "curve"} for phase, stats in result.phase_stats.items()},
         "cached_phases": result.cached_phases,
         "config": {**result.config.to_dict(), "recipe": result.config.recipe},
     }

@@ -30,6 +30,7 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
         assert record["n_train"] == 24 and record["test"]["n_examples"] == 15
     dae_then_ft = next(r for r in records if r["method"] == "dae+ft" and r["seed"] == 1)
     assert dae_then_ft["cached_phases"] == ["dae"], "the DAE of 3phase is reused"
+    assert dae_then_ft["phase_stats"]["dae"] == {"cached": True} and dae_then_ft["phase_stats"]["ft"]["steps"] >= 1
     tuned = next(r for r in records if r["method"] == "tuned-ft")
     assert tuned["chosen_learning_rate"] in run.TUNED_FT_LEARNING_RATES and len(tuned["grid"]) == 3
 
