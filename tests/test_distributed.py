@@ -114,3 +114,16 @@ def test_each_process_trains_its_own_pairs_and_no_pair_twice(tiny_model, tmp_pat
     assert not first & second  # nor on both
     left_out = seen["pairs"] - len(first | second)
     assert 0 <= left_out < 2 * seen["batch_size"]  # only the last incomplete round of batches
+
+
+def test_joint_recipe_two_processes_follow_one(runs):
+    root = runs["root"]
+    train = ["train", "toy", "--config", "options.yaml", "--recipe", "joint"]
+    _run([sys.executable, "-m", "phasefit", *train, "--batch-size", "16", "-o", "joint-one"], root)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    _run([*launcher, "-m", "phasefit", *train, "--batch-size", "8", "-o", "joint-two"], root)
+    one, two = (_stats(root / name)["phase_stats"]["joint"] for name in ("joint-one", "joint-two"))
+    assert two["steps"] == one["steps"] and two["effective_batch_size"] == one["effective_batch_size"] == 16
+    one_curve, two_curve = ([value for _, value in stats["curve"]["train_loss"]] for stats in (one, two))
+    assert two_curve[-1] < two_curve[0]
+    assert two_curve == pytest.approx(one_curve, rel=0.05)
