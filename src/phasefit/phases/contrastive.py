@@ -17,13 +17,9 @@ from ..config import ContrastiveConfig, JointConfig
 from ..pairs import build_pairs, correct_imbalance
 from .common import run_sentence_trainer
 
-PROJECTION_MARKER = "phasefit_projection"
-
 
 def is_projection(module: torch.nn.Module) -> bool:
-    """The layer :func:`with_projection` adds, also once saved and loaded again (a square Dense with no activation)."""
-    if getattr(module, PROJECTION_MARKER, False):
-        return True
+    """The layer :func:`with_projection` adds (a square Dense with no activation), in memory or saved and loaded again."""
     return (
         isinstance(module, Dense)
         and module.in_features == module.out_features
@@ -42,7 +38,6 @@ def with_projection(encoder: SentenceTransformer) -> SentenceTransformer:
         return encoder
     size = encoder.get_embedding_dimension()
     projection = Dense(size, size, activation_function=torch.nn.Identity(), init_weight=torch.eye(size), init_bias=torch.zeros(size))
-    setattr(projection, PROJECTION_MARKER, True)
     position = len(modules) - 1 if modules and isinstance(modules[-1], Normalize) else len(modules)
     modules.insert(position, projection.to(encoder.device))
     model = SentenceTransformer(modules=modules, device=str(encoder.device))
