@@ -14,8 +14,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from run import LEGACY_MODEL_LABELS
+
 HERE = Path(__file__).resolve().parent
-LEGACY_MODEL_LABELS = {"model": "all-MiniLM-L6-v2"}  # as in run.py: the default model's folder name in early records
 MAIN_COLUMNS = ["3phase", "joint", "ft", "tuned-ft", "setfit"]
 ABLATION_COLUMNS = ["3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft"]
 PAPER_NAMES = {"sst2": "SST-2", "sst5": "SST-5", "snips": "SNIPS2", "snips_builtin": "SNIPS", "ag_news": "AG News", "imdb": "IMDB"}
@@ -73,14 +74,15 @@ def spread(values: list[float]) -> float:
 
 
 def compare(a: list[float], b: list[float]) -> str:
-    """'beats' / 'loses to' when the means differ by more than the larger seed std, else 'ties with'."""
+    """:func:`verdict` in words, with the difference of the means and the seed spread."""
     difference = statistics.mean(a) - statistics.mean(b)
     margin = max(spread(a), spread(b))
-    if len(a) < 2 or len(b) < 2:
+    outcome = verdict(a, b)
+    if outcome is None:
         return f"{difference:+.2f} points (one seed: no verdict)"
-    if abs(difference) <= margin:
+    if outcome == "ties":
         return f"ties with ({difference:+.2f} points, within the seed spread of {margin:.2f})"
-    return f"{'beats' if difference > 0 else 'loses to'} ({difference:+.2f} points, seed spread {margin:.2f})"
+    return f"{'beats' if outcome == 'beats' else 'loses to'} ({difference:+.2f} points, seed spread {margin:.2f})"
 
 
 def table(groups, keys, columns, paper=None) -> list[str]:
@@ -175,7 +177,7 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
 
 
 def verdict(a: list[float], b: list[float]) -> str | None:
-    """beats / ties / loses with at least two seeds on each side, else None."""
+    """beats / loses when the means differ by more than the larger seed std, else ties; None without two seeds on each side."""
     if len(a) < 2 or len(b) < 2:
         return None
     difference = statistics.mean(a) - statistics.mean(b)
