@@ -238,10 +238,11 @@ def plain_words(accuracy, keys) -> list[str]:
         if joint and ft:
             order = " > ".join(name for name, _ in sorted([("3phase", three), ("joint", joint), ("ft", ft)], key=lambda item: -statistics.mean(item[1])))
             out.append(f"- {dataset}, {regime}: observed order {order} (the paper's is 3phase > joint > ft).")
-        drops = {name: statistics.mean(three) - statistics.mean(accuracy[(dataset, regime, name)]) for name in ("dae+ft", "cl+ft", "extra-imb", "no-imb") if accuracy.get((dataset, regime, name))}
-        if drops:
-            worst = max(drops, key=drops.get)
-            out.append(f"- {dataset}, {regime}: the ablation that changes 3phase most is {worst} ({-drops[worst]:+.2f} points against 3phase).")
+        ablations = {name: accuracy[(dataset, regime, name)] for name in ("dae+ft", "cl+ft", "extra-imb", "no-imb") if accuracy.get((dataset, regime, name))}
+        if ablations:
+            largest = max(ablations, key=lambda name: abs(statistics.mean(three) - statistics.mean(ablations[name])))
+            against = "; ".join(f"{compare(three, values)} {name}" for name, values in ablations.items())
+            out.append(f"- {dataset}, {regime}: 3phase {against}. The ablation that moves accuracy most: {largest}.")
     return out or ["- Not enough records yet for a comparison."]
 
 

@@ -42,3 +42,4 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     text = report.build_report(report.read_records(results.parent), BENCHMARKS.parent.parent / "shared" / "METHOD.md", tmp_path / "accuracy.png")
     assert "| toy | 8 |" in text and "± " in text and "(2)" in text
     assert "3phase" in text and "tuned-ft" in text and (tmp_path / "accuracy.png").is_file()
+    assert "- toy, 8: 3phase " in text and "dae+ft. The ablation that moves accuracy most: dae+ft." in text
