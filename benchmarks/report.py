@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from run import LEGACY_MODEL_LABELS
+from scipy.stats import binomtest
 
 HERE = Path(__file__).resolve().parent
 MAIN_COLUMNS = ["3phase", "joint", "ft", "tuned-ft", "setfit"]
@@ -53,12 +54,24 @@ def paper_table3(method_file: Path) -> dict[str, dict[str, float]]:
     return rows
 
 
-def summarise(records: list[dict[str, Any]], metric: str) -> dict[tuple, list[float]]:
-    groups: dict[tuple, list[float]] = defaultdict(list)
+def by_seed(records: list[dict[str, Any]], metric: str) -> dict[tuple, dict[int, float]]:
+    """(dataset, regime, method) -> {seed: test metric in %}."""
+    groups: dict[tuple, dict[int, float]] = defaultdict(dict)
     for record in records:
         if record.get("test"):
-            groups[(record["dataset"], str(record["regime"]), record["method"])].append(100 * record["test"][metric])
+            groups[(record["dataset"], str(record["regime"]), record["method"])][record["seed"]] = 100 * record["test"][metric]
     return groups
+
+
+def summarise(records: list[dict[str, Any]], metric: str) -> dict[tuple, list[float]]:
+    return {key: list(values.values()) for key, values in by_seed(records, metric).items()}
+
+
+def paired_counts(a: dict[int, float], b: dict[int, float]) -> tuple[int, int, int]:
+    """Seeds where a is ahead of b, behind it, and shared in all. Both sides train on the same labelled draw
+    per seed, so each shared seed is a paired trial."""
+    shared = set(a) & set(b)
+    return sum(a[s] > b[s] for s in shared), sum(a[s] < b[s] for s in shared), len(shared)
 
 
 def cell(values: list[float] | None) -> str:
@@ -163,7 +176,7 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
         "## In plain words",
         "",
     ]
-    lines += plain_words(accuracy, keys)
+    lines += plain_words(by_seed(records, "accuracy"), keys)
     lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
     lines += speed_lines(records)
     lines += ["", "## Coverage of the minimum (3 seeds per cell)", ""]
@@ -186,22 +199,28 @@ def verdict(a: list[float], b: list[float]) -> str | None:
     return "beats" if difference > 0 else "loses"
 
 
-def tally_lines(accuracy, keys) -> list[str]:
-    """One line per peer: in how many dataset/regime cells 3phase beats, ties with or loses to it, and where it loses."""
+def tally_lines(seeded, keys) -> list[str]:
+    """One line per peer: in how many dataset/regime cells 3phase beats, ties with or loses to it, where it loses,
+    and over every run both sides share (same dataset, regime and seed, hence the same labelled draw) how often 3phase is ahead."""
     out = []
     for peer in ("tuned-ft", "setfit", "ft", "joint"):
         counts: dict[str, list[str]] = {"beats": [], "ties": [], "loses": []}
+        ahead = behind = paired = 0
         for dataset, regime in keys:
-            three, other = accuracy.get((dataset, regime, "3phase")), accuracy.get((dataset, regime, peer))
-            outcome = verdict(three or [], other or [])
+            three, other = seeded.get((dataset, regime, "3phase"), {}), seeded.get((dataset, regime, peer), {})
+            outcome = verdict(list(three.values()), list(other.values()))
             if outcome:
                 counts[outcome].append(f"{dataset}/{regime}")
+            cell_counts = paired_counts(three, other)
+            ahead, behind, paired = ahead + cell_counts[0], behind + cell_counts[1], paired + cell_counts[2]
         total = sum(len(v) for v in counts.values())
         if total:
             where = f"; it loses on {', '.join(counts['loses'])}" if counts["loses"] else ""
             out.append(
                 f"- Against {peer}, over {total} cell(s) with two or more seeds each: 3phase beats it in {len(counts['beats'])}, "
-                f"ties in {len(counts['ties'])} (difference within the larger seed std), loses in {len(counts['loses'])}{where}."
+                f"ties in {len(counts['ties'])} (difference within the larger seed std), loses in {len(counts['loses'])}{where}. "
+                f"Run by run (same dataset, regime and seed) over all cells: 3phase ahead in {ahead}, behind in {behind}, "
+                f"equal in {paired - ahead - behind}" + (f" (two-sided sign test on the unequal ones: p = {binomtest(ahead, ahead + behind).pvalue:.3f})." if ahead + behind else ".")
             )
     return out
 
@@ -224,8 +243,9 @@ def speed_lines(records) -> list[str]:
     return out
 
 
-def plain_words(accuracy, keys) -> list[str]:
-    out = tally_lines(accuracy, keys)
+def plain_words(seeded, keys) -> list[str]:
+    accuracy = {key: list(values.values()) for key, values in seeded.items()}
+    out = tally_lines(seeded, keys)
     for dataset, regime in keys:
         three = accuracy.get((dataset, regime, "3phase"))
         if not three:
@@ -233,7 +253,9 @@ def plain_words(accuracy, keys) -> list[str]:
         for peer in ("tuned-ft", "setfit", "ft"):
             other = accuracy.get((dataset, regime, peer))
             if other:
-                out.append(f"- {dataset}, {regime}: 3phase {compare(three, other)} {peer}.")
+                ahead, behind, shared = paired_counts(seeded[(dataset, regime, "3phase")], seeded[(dataset, regime, peer)])
+                paired = f"; seed by seed ahead {ahead}, behind {behind} of {shared}" if shared > 1 else ""
+                out.append(f"- {dataset}, {regime}: 3phase {compare(three, other)} {peer}{paired}.")
         joint, ft = accuracy.get((dataset, regime, "joint")), accuracy.get((dataset, regime, "ft"))
         if joint and ft:
             order = " > ".join(name for name, _ in sorted([("3phase", three), ("joint", joint), ("ft", ft)], key=lambda item: -statistics.mean(item[1])))

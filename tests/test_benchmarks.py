@@ -42,4 +42,12 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     text = report.build_report(report.read_records(results.parent), BENCHMARKS.parent.parent / "shared" / "METHOD.md", tmp_path / "accuracy.png")
     assert "| toy | 8 |" in text and "± " in text and "(2)" in text
     assert "3phase" in text and "tuned-ft" in text and (tmp_path / "accuracy.png").is_file()
+    assert "Run by run (same dataset, regime and seed) over all cells: 3phase ahead in " in text and "; seed by seed ahead " in text
     assert "- toy, 8: 3phase " in text and "dae+ft. The ablation that moves accuracy most: dae+ft." in text
+
+
+def test_report_pairs_runs_by_seed_and_calls_a_tie_within_the_seed_spread():
+    assert report.paired_counts({1: 80.0, 2: 70.0, 3: 75.0, 4: 90.0}, {1: 79.0, 2: 71.0, 3: 75.0, 5: 10.0}) == (1, 1, 3)
+    assert report.verdict([80.0, 82.0], [79.0, 81.0]) == "ties"
+    assert report.verdict([80.0, 81.0], [75.0, 76.0]) == "beats"
+    assert report.verdict([80.0], [75.0, 76.0]) is None
