@@ -43,6 +43,7 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     assert "| toy | 8 |" in text and "± " in text and "(2)" in text
     assert "3phase" in text and "tuned-ft" in text and (tmp_path / "accuracy.png").is_file()
     assert "Run by run (same dataset, regime and seed) over all cells: 3phase ahead in " in text and "; seed by seed ahead " in text
+    assert "| toy | 8 | " in text.split("## What each phase did")[1].split("## Coverage")[0], "3phase's phase statistics are tabulated"
     assert "- toy, 8: 3phase " in text and "dae+ft. The ablation that moves accuracy most: dae+ft." in text
 
 
