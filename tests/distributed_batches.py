@@ -37,6 +37,7 @@ def main() -> None:
     everyone = gather_object([mine])  # one list per process, in rank order
     if distributed.is_main_process():
         output.write_text(json.dumps({"pairs": len(pairs), "batch_size": config.batch_size, "ranks": everyone}))
+    distributed.close()
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def train_command(
     Launched by `torchrun` or `accelerate launch`, it trains with DDP; only the main process prints and writes.
     """
     _setup_quiet_logging()
-    from .distributed import is_main_process, world_size
+    from .distributed import close, is_main_process, world_size
     from .phases.common import precision_options
     from .pipeline import load_configured_data, train
     from .progress import PhaseProgress
@@ -216,6 +216,7 @@ def train_command(
         console.print(f"Resuming the interrupted run kept in {work_dir}.", highlight=False)
     with PhaseProgress(console) as progress:
         result = train(labelled, options, progress=progress.callback, work_dir=work_dir)
+    close()
     if not is_main_process():
         return
     scores = {"validation": result.validation_metrics}

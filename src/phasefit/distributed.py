@@ -37,6 +37,13 @@ def wait_for_everyone() -> None:
     state().wait_for_everyone()
 
 
+def close() -> None:
+    """End the process group once the last collective is done: gloo's threads left running abort the interpreter at exit."""
+    if torch.distributed.is_initialized():
+        wait_for_everyone()
+        torch.distributed.destroy_process_group()
+
+
 def all_ranks_agree(flag: bool) -> bool:
     """True only where every process says True (e.g. every node found a cached phase)."""
     if world_size() == 1:
