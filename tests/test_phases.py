@@ -102,6 +102,19 @@ def test_classifier_learns_the_toy_task(tiny_model, toy, tmp_path):
     assert stats["evaluations"] >= 2
 
 
+def test_early_stopping_waits_for_min_steps(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    texts, labels = toy
+    # Nothing learns (frozen encoder, head learning rate 0): the validation loss never improves after the first evaluation.
+    config = ClassifyConfig(epochs=1, min_steps=40, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=1)
+    _, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
+    assert stats["steps"] == 40 and stats["evaluations"] == 4
+    config.min_steps = 0
+    config.epochs = 10
+    _, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft-2", [])
+    assert stats["steps"] == 20  # patience 1: the second evaluation without improvement ends it
+
+
 def test_frozen_encoder_is_not_changed(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     before = [p.clone() for p in encoder.parameters()]

@@ -32,6 +32,24 @@ class _ClassifierTrainer(MainProcessWritesOnly, Trainer):
     pass
 
 
+class EarlyStoppingAfter(EarlyStoppingCallback):
+    """Early stopping that lets no run end before ``min_steps`` optimiser steps (the patience count goes on meanwhile)."""
+
+    def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float = 0.0, min_steps: int = 0) -> None:
+        super().__init__(early_stopping_patience, early_stopping_threshold)
+        self.min_steps = min_steps
+
+    def state(self) -> dict:
+        exported = super().state()
+        exported["args"]["min_steps"] = self.min_steps
+        return exported
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if state.global_step < self.min_steps:
+            control.should_training_stop = False
+
+
 def evaluation_interval(n_examples: int, batch_size: int) -> int:
     """Evaluate (and maybe stop) once per epoch, but not more often than every 10 optimiser steps."""
     return max(10, math.ceil(n_examples / batch_size))
@@ -96,7 +114,7 @@ def train_classifier(
         data_collator=DataCollatorWithPadding(encoder.tokenizer),
         compute_metrics=compute_metrics,
         optimizers=(optimizer, None),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience), *callbacks],
+        callbacks=[EarlyStoppingAfter(config.patience, min_steps=config.min_steps), *callbacks],
     )
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
