@@ -141,7 +141,7 @@ def plot(groups, keys, path: Path) -> None:
     plt.close(figure)
 
 
-def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path | None) -> str:
+def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path | None, superseded: int = 0) -> str:
     accuracy_by_seed = by_seed(records, "accuracy")
     accuracy = summarise(accuracy_by_seed)
     macro_f1 = summarise(by_seed(records, "macro_f1"))
@@ -154,6 +154,7 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
     commits = sorted({r["git_commit"] for r in records})
     lines += [
         f"- Records: {len(records)}; model(s): {', '.join(models) or '–'}; profile(s): {', '.join(profiles) or '–'}; device(s): {', '.join(devices) or '–'}; commits: {', '.join(commits) or '–'}.",
+        *([f"- Superseded: {superseded} older records in `results/superseded/` are kept but not tabulated (why: its README)."] if superseded else []),
         "- Regimes: `8` / `64` labelled examples per class (seeded stratified draws), `full` = the whole training split. "
         "In the 8/64 regimes phase 1 reads the other training texts without labels, capped per profile (`cpu`: a seeded sample of 2,000 texts).",
         "- Validation: the dataset's own split, or a stratified 20 % of train; capped per profile (`cpu`: 500 rows). Everything is chosen on validation, nothing on test.",
@@ -332,7 +333,8 @@ def main() -> None:
     parser.add_argument("--method-file", type=Path, default=HERE.parent.parent / "shared" / "METHOD.md")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    report = build_report(read_records(args.results), args.method_file, HERE / "results" / "accuracy.png")
+    superseded = len(read_records(args.results / "superseded"))
+    report = build_report(read_records(args.results), args.method_file, HERE / "results" / "accuracy.png", superseded)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}")
 

@@ -45,6 +45,8 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     assert "Run by run (same dataset, regime and seed) over all cells: 3phase ahead in " in text and "; seed by seed ahead " in text
     assert "| toy | 8 | " in text.split("## What each phase did")[1].split("## Coverage")[0], "3phase's phase statistics are tabulated"
     assert "- toy, 8: 3phase " in text and "dae+ft. The ablation that moves accuracy most: dae+ft." in text
+    assert "Superseded" not in text
+    assert "- Superseded: 3 older records" in report.build_report(report.read_records(results.parent), tmp_path / "none.md", None, superseded=3)
 
 
 def test_report_pairs_runs_by_seed_and_calls_a_tie_within_the_seed_spread():

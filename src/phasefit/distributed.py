@@ -41,7 +41,7 @@ def close() -> None:
     """End the process group once the last collective is done: gloo's threads left running abort the interpreter at exit."""
     if torch.distributed.is_initialized():
         wait_for_everyone()
-        torch.distributed.destroy_process_group()
+        state().destroy_process_group()  # accelerate's: leaves a notebook_launcher (forked) group alone
 
 
 def all_ranks_agree(flag: bool) -> bool:
