@@ -106,7 +106,7 @@ def test_early_stopping_waits_for_min_steps(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     texts, labels = toy
     # Nothing learns (frozen encoder, head learning rate 0): the validation loss never improves after the first evaluation.
-    config = ClassifyConfig(epochs=1, min_steps=40, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=1)
+    config = ClassifyConfig(epochs=1, min_steps=40, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=1, metric="loss")
     _, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
     assert stats["steps"] == 40 and stats["evaluations"] == 4
     config.min_steps = 0

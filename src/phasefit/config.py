@@ -84,7 +84,7 @@ class ClassifyConfig:
     dropout: float = 0.1
     freeze_encoder: bool = False
     patience: int = 5
-    metric: str = "loss"
+    metric: str = "accuracy"
     weight_decay: float = 0.01
     gradient_accumulation: int = 1
 
