@@ -157,7 +157,8 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
         *([f"- Superseded: {superseded} older records in `results/superseded/` are kept but not tabulated (why: its README)."] if superseded else []),
         "- Regimes: `8` / `64` labelled examples per class (seeded stratified draws), `full` = the whole training split. "
         "In the 8/64 regimes phase 1 reads the other training texts without labels, capped per profile (`cpu`: a seeded sample of 2,000 texts).",
-        "- Validation: the dataset's own split, or a stratified 20 % of train; capped per profile (`cpu`: 500 rows). Everything is chosen on validation, nothing on test.",
+        "- Validation: the dataset's own split, or a stratified 20 % of train; capped per profile (`cpu`: 500 rows). Everything is chosen on validation, nothing on test: "
+        "FT (in every phasefit method and in tuned FT) keeps the checkpoint with the best validation accuracy (why: `results/selection/SUMMARY.md`).",
         "- Peers: `tuned-ft` = plain fine-tuning (MLP head) with the learning rate picked on validation accuracy from "
         "{2e-5, 5e-5, 1e-4}, epochs by early stopping; `setfit` = setfit defaults (CosineSimilarityLoss, 20 iterations, 1 epoch, logistic head).",
         "- SST-2's training file (GLUE train) holds phrases as well as sentences, while its test file (GLUE dev) holds sentences only: "
