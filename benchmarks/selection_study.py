@@ -81,10 +81,13 @@ def held_out_curve_callback(held_out, classes: list[str], patience: int, min_ste
     class HeldOutCurve(TrainerCallback):
         def __init__(self) -> None:
             self.curve: list[dict[str, Any]] = []
+            self.dataset = None
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
             collate = DataCollatorWithPadding(model.encoder.tokenizer)
-            dataset = tokenized_dataset(model.encoder, held_out.texts, codes)
+            if self.dataset is None:  # the tokenizer does not change during FT: tokenise once
+                self.dataset = tokenized_dataset(model.encoder, held_out.texts, codes)
+            dataset = self.dataset
             was_training = model.training
             model.eval()
             predicted = []
