@@ -271,7 +271,22 @@ def plain_words(seeded, keys) -> list[str]:
             largest = max(ablations, key=lambda name: abs(statistics.mean(three) - statistics.mean(ablations[name])))
             against = "; ".join(f"{compare(three, values)} {name}" for name, values in ablations.items())
             out.append(f"- {dataset}, {regime}: 3phase {against}. The ablation that moves accuracy most: {largest}.")
+            unchanged = [name for name in ablations if same_on_every_seed(seeded[(dataset, regime, name)], seeded[(dataset, regime, "3phase")])]
+            if unchanged:
+                why = IMBALANCE_NO_OP if set(unchanged) <= {"extra-imb", "no-imb"} else ""
+                out.append(f"- {dataset}, {regime}: {' and '.join(unchanged)} equal 3phase on every seed{why}.")
     return out or ["- Not enough records yet for a comparison."]
+
+
+IMBALANCE_NO_OP = (
+    ": the imbalance correction adds pairs only when the classes of the labelled draw differ in size, so on a draw with "
+    "equal classes these recipes train on the same pairs as 3phase and this cell says nothing about the correction"
+)
+
+
+def same_on_every_seed(a: dict[int, float], b: dict[int, float]) -> bool:
+    """True when a has runs and each of them scored exactly what b scored on the same seed."""
+    return bool(a) and all(seed in b and b[seed] == value for seed, value in a.items())
 
 
 def diagnostics_lines(records) -> list[str]:

@@ -54,3 +54,18 @@ def test_report_pairs_runs_by_seed_and_calls_a_tie_within_the_seed_spread():
     assert report.verdict([80.0, 82.0], [79.0, 81.0]) == "ties"
     assert report.verdict([80.0, 81.0], [75.0, 76.0]) == "beats"
     assert report.verdict([80.0], [75.0, 76.0]) is None
+
+
+def test_report_says_when_an_imbalance_ablation_changed_nothing():
+    seeded = {
+        ("sst2", "64", "3phase"): {1: 77.0, 2: 78.5, 3: 76.0},
+        ("sst2", "64", "no-imb"): {1: 77.0, 2: 78.5, 3: 76.0},
+        ("sst2", "64", "dae+ft"): {1: 77.0, 2: 78.0, 3: 76.0},
+        ("atis", "64", "3phase"): {1: 96.0, 2: 97.0},
+        ("atis", "64", "no-imb"): {1: 96.0, 2: 96.5},
+    }
+    lines = report.plain_words(seeded, [("atis", "64"), ("sst2", "64")])
+    unchanged = [line for line in lines if "equal 3phase on every seed" in line]
+    assert unchanged == [f"- sst2, 64: no-imb equal 3phase on every seed{report.IMBALANCE_NO_OP}."]
+    assert not report.same_on_every_seed({}, {1: 77.0})
+    assert not report.same_on_every_seed({1: 77.0, 4: 70.0}, {1: 77.0})
