@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -187,6 +188,7 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
     lines += diagnostics_lines(records)
     lines += ["", "## Coverage of the minimum (3 seeds per cell)", ""]
     lines += coverage_lines(accuracy)
+    lines += full_regime_lines(records)
     lines += ["", "## Cost", ""]
     lines += cost_lines(records)
     if picture is not None and accuracy:
@@ -327,6 +329,48 @@ def coverage_lines(accuracy) -> list[str]:
                     else:
                         missing.append(f"{dataset}/{regime}/{method} ({seeds} of 3 seeds)")
     return [f"- {complete} of {complete + len(missing)} cells complete.", *([f"- Still to run: {', '.join(missing)}."] if missing else [])]
+
+
+def seconds_per_step(records, phase: str) -> float | None:
+    """Median seconds per optimiser step of a phase over the runs that computed it (not loaded it from the cache)."""
+    rates = [r["phase_seconds"][phase] / r["phase_stats"][phase]["steps"] for r in records if (r.get("phase_stats") or {}).get(phase, {}).get("steps")]
+    return statistics.median(rates) if rates else None
+
+
+def full_regime_lines(records) -> list[str]:
+    """Each full-data cell of the minimum that has no record, with what one run would cost here: the optimiser steps
+    that the whole training split implies under the recorded configs, times the step rates measured in the 8/64 runs."""
+    out = []
+    for dataset in sorted({d for datasets, regimes, _ in MINIMUM if "full" in regimes for d in datasets}):
+        runs = [r for r in records if r["dataset"] == dataset]
+        if any(str(r["regime"]) == "full" for r in runs):
+            continue
+        drawn = [r for r in runs if r["method"] == "3phase" and "n_unlabelled" in r]
+        rates = {phase: seconds_per_step(runs, phase) for phase in ("dae", "cl", "ft")}
+        grids = [len(r["config"]["learning_rate_grid"]) for r in runs if "learning_rate_grid" in r.get("config", {})]
+        if not drawn or None in rates.values() or not grids:
+            out.append(f"- {dataset}/full: no record, and too few measured phases to project its cost.")
+            continue
+        texts = drawn[0]["n_train"] + drawn[0]["n_unlabelled"]
+        config = drawn[0]["config"]
+        dae, cl, ft = config["dae"], config["cl"], config["ft"]
+
+        def batch(phase: dict) -> int:
+            return phase["batch_size"] * phase.get("gradient_accumulation", 1)
+
+        dae_steps = math.ceil(min(texts, dae.get("max_texts") or texts) / batch(dae)) * dae["epochs"]
+        cl_steps = math.ceil(texts * cl["pairs_per_example"] / batch(cl)) * cl["epochs"]
+        # FT evaluates once per epoch and stops only after `patience` evaluations without improvement.
+        ft_steps = max(ft["min_steps"], (ft["patience"] + 1) * math.ceil(texts / batch(ft)))
+        dae_hours, cl_hours, ft_hours = (steps * rates[phase] / 3600 for phase, steps in (("dae", dae_steps), ("cl", cl_steps), ("ft", ft_steps)))
+        out.append(
+            f"- {dataset}/full: no record. The whole training split holds {texts:,} texts; under the recorded configs one 3phase run "
+            f"takes {dae_steps:,.0f} DAE steps (capped texts), {cl_steps:,.0f} CL steps and at least {ft_steps:,.0f} FT steps, which at the median "
+            f"rates measured here ({rates['dae']:.2f} / {rates['cl']:.2f} / {rates['ft']:.2f} s a step) is about {dae_hours + cl_hours + ft_hours:.1f} h "
+            f"({cl_hours:.1f} h of it CL); tuned FT trains FT {grids[0]} times, about {grids[0] * ft_hours:.1f} h. "
+            "The FT rate includes the validation passes, relatively more frequent at 8/64 per class than on the full split."
+        )
+    return out
 
 
 def cost_lines(records) -> list[str]:

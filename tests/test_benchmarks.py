@@ -69,3 +69,24 @@ def test_report_says_when_an_imbalance_ablation_changed_nothing():
     assert unchanged == [f"- sst2, 64: no-imb equal 3phase on every seed{report.IMBALANCE_NO_OP}."]
     assert not report.same_on_every_seed({}, {1: 77.0})
     assert not report.same_on_every_seed({1: 77.0, 4: 70.0}, {1: 77.0})
+
+
+def test_report_projects_the_cost_of_a_missing_full_data_run_from_measured_step_rates():
+    config = {
+        "dae": {"batch_size": 32, "epochs": 1, "max_texts": 2000},
+        "cl": {"batch_size": 32, "epochs": 3, "pairs_per_example": 4.0},
+        "ft": {"batch_size": 32, "min_steps": 200, "patience": 5},
+    }
+    three_phase = {
+        "dataset": "snips", "regime": "64", "method": "3phase", "n_train": 448, "n_unlabelled": 12552, "config": config,
+        "phase_seconds": {"dae": 126.0, "cl": 360.0, "ft": 720.0},
+        "phase_stats": {"dae": {"steps": 63}, "cl": {"steps": 180}, "ft": {"steps": 360}},
+    }
+    tuned = {"dataset": "snips", "regime": "64", "method": "tuned-ft", "config": {"learning_rate_grid": [2e-5, 5e-5, 1e-4]}}
+    snips, sst5 = report.full_regime_lines([three_phase, tuned])
+    # 13,000 texts: CL 3 x ceil(52,000 / 32) = 4,875 steps at 2 s; FT 6 epochs x 407 = 2,442 steps at 2 s; DAE 63 steps at 2 s.
+    assert snips.startswith("- snips/full: no record. The whole training split holds 13,000 texts;")
+    assert "63 DAE steps" in snips and "4,875 CL steps" in snips and "at least 2,442 FT steps" in snips
+    assert "about 4.1 h (2.7 h of it CL)" in snips and "FT 3 times, about 4.1 h" in snips
+    assert sst5 == "- sst5/full: no record, and too few measured phases to project its cost."
+    assert report.full_regime_lines([three_phase, tuned, {**tuned, "regime": "full"}]) == [sst5]
