@@ -248,7 +248,33 @@ def speed_lines(records) -> list[str]:
         shares = {phase: statistics.median(r["phase_seconds"].get(phase, 0.0) for r in uncached) for phase in ("dae", "cl", "ft")}
         out.append("- Median seconds per phase (uncached runs): " + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in shares.items())
                    + f"; the largest is {max(shares, key=shares.get)}.")
+    else:
+        out += composed_speed_lines(records, runs)
     return out
+
+
+def composed_speed_lines(records, runs) -> list[str]:
+    """Every 3phase run loaded a phase from the cache, so its wall time understates a first run. Compose one instead: the
+    median time of each phase over the 3phase runs that computed it, else over the SST-2 64 runs of the recipes that did
+    (dae+ft, cl+ft, ...), plus the 3phase runs' own overhead."""
+    cell = [r for r in records if r["dataset"] == "sst2" and str(r["regime"]) == "64"]
+
+    def seconds(phase: str, among: list[dict]) -> list[float]:
+        return [r["phase_seconds"][phase] for r in among if (r.get("phase_stats") or {}).get(phase, {}).get("steps")]
+
+    computed = {phase: seconds(phase, runs) or seconds(phase, cell) for phase in ("dae", "cl", "ft")}
+    if not all(computed.values()):
+        return ["- No run computed every phase, and not every phase has been computed in some run: a first run's time is not known yet."]
+    shares = {phase: statistics.median(seconds) for phase, seconds in computed.items()}
+    overhead = statistics.median(r["wall_seconds"] - sum(r["phase_seconds"].values()) for r in runs)
+    total = overhead + sum(shares.values())
+    verdict_text = "under" if total < 15 * 60 else "over"
+    return [
+        f"- Every 3phase run here loaded some phase from the cache. A first run, composed from the median time of each phase over "
+        f"the runs that computed it ({', '.join(f'{phase} {seconds:.0f} s over {len(computed[phase])}' for phase, seconds in shares.items())}) "
+        f"plus {overhead:.0f} s of loading and evaluation: {total:.0f} s = {total / 60:.1f} min, {verdict_text} the 15-minute target; "
+        f"the largest phase is {max(shares, key=shares.get)}."
+    ]
 
 
 def plain_words(seeded, keys) -> list[str]:

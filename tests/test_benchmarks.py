@@ -90,3 +90,18 @@ def test_report_projects_the_cost_of_a_missing_full_data_run_from_measured_step_
     assert "about 4.1 h (2.7 h of it CL)" in snips and "FT 3 times, about 4.1 h" in snips
     assert sst5 == "- sst5/full: no record, and too few measured phases to project its cost."
     assert report.full_regime_lines([three_phase, tuned, {**tuned, "regime": "full"}]) == [sst5]
+
+
+def test_speed_is_composed_from_computed_phases_when_every_3phase_run_used_the_cache():
+    def run(method, wall, **phases):
+        return {"dataset": "sst2", "regime": "64", "method": method, "wall_seconds": wall, "cached_phases": ["dae", "cl"] if method == "3phase" else [],
+                "phase_seconds": {name: seconds for name, (seconds, _) in phases.items()},
+                "phase_stats": {name: ({"steps": 10} if computed else {"cached": True}) for name, (_, computed) in phases.items()}}
+
+    three_phase = [run("3phase", 320.0, dae=(0.0, False), cl=(0.0, False), ft=(300.0, True))]
+    others = [run("dae+ft", 500.0, dae=(150.0, True), ft=(100.0, True)), run("cl+ft", 400.0, cl=(70.0, True), ft=(100.0, True))]
+    lines = report.speed_lines(three_phase + others)
+    assert lines[0] == "- all runs: median wall time 320 s = 5.3 min over 1 run(s): under the 15-minute target."
+    # FT comes from the 3phase run itself (300 s), DAE and CL from the ablations; 20 s overhead: 150 + 70 + 300 + 20.
+    assert "(dae 150 s over 1, cl 70 s over 1, ft 300 s over 1) plus 20 s of loading and evaluation: 540 s = 9.0 min, under" in lines[1]
+    assert report.speed_lines(three_phase)[1].startswith("- No run computed every phase")
