@@ -181,7 +181,7 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
         "## In plain words",
         "",
     ]
-    lines += plain_words(accuracy_by_seed, keys)
+    lines += plain_words(accuracy_by_seed, keys, contrastive_pairs(records))
     lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
     lines += speed_lines(records)
     lines += ["", "## What each phase did (3phase runs that computed the phase; medians over seeds)", ""]
@@ -277,7 +277,20 @@ def composed_speed_lines(records, runs) -> list[str]:
     ]
 
 
-def plain_words(seeded, keys) -> list[str]:
+def contrastive_pairs(records) -> dict[tuple, float]:
+    """(dataset, regime, method) -> median number of pairs its contrastive phase (CL or joint) trained on, over the runs
+    that computed that phase; the count includes the copies the imbalance correction added."""
+    pairs: dict[tuple, list[int]] = defaultdict(list)
+    for record in records:
+        for phase in ("cl", "joint"):
+            count = (record.get("phase_stats") or {}).get(phase, {}).get("pairs")
+            if count:
+                pairs[(record["dataset"], str(record["regime"]), record["method"])].append(count)
+    return {key: statistics.median(counts) for key, counts in pairs.items()}
+
+
+def plain_words(seeded, keys, pairs: dict[tuple, float] | None = None) -> list[str]:
+    pairs = pairs or {}
     accuracy = summarise(seeded)
     out = tally_lines(seeded, keys)
     for dataset, regime in keys:
@@ -303,6 +316,10 @@ def plain_words(seeded, keys) -> list[str]:
             if unchanged:
                 why = IMBALANCE_NO_OP if set(unchanged) <= {"extra-imb", "no-imb"} else ""
                 out.append(f"- {dataset}, {regime}: {' and '.join(unchanged)} equal 3phase on every seed{why}.")
+            counted = {name: pairs[(dataset, regime, name)] for name in ("3phase", "joint", "cl+ft", "extra-imb", "no-imb") if (dataset, regime, name) in pairs}
+            if counted:
+                out.append(f"- {dataset}, {regime}: pairs the contrastive phase trained on (median over the runs that computed it; "
+                           f"3phase, joint and cl+ft share one correction): " + ", ".join(f"{name} {count:,.0f}" for name, count in counted.items()) + ".")
     return out or ["- Not enough records yet for a comparison."]
 
 

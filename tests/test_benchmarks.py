@@ -67,6 +67,15 @@ def test_report_says_when_an_imbalance_ablation_changed_nothing():
     lines = report.plain_words(seeded, [("atis", "64"), ("sst2", "64")])
     unchanged = [line for line in lines if "equal 3phase on every seed" in line]
     assert unchanged == [f"- sst2, 64: no-imb equal 3phase on every seed{report.IMBALANCE_NO_OP}."]
+    records = [
+        {"dataset": "atis", "regime": "64", "method": "no-imb", "phase_stats": {"cl": {"pairs": 2396}}},
+        {"dataset": "atis", "regime": "64", "method": "extra-imb", "phase_stats": {"cl": {"pairs": 6032}, "dae": {"cached": True}}},
+        {"dataset": "atis", "regime": "64", "method": "3phase", "phase_stats": {"cl": {"cached": True}}},
+    ]
+    pairs = report.contrastive_pairs(records)
+    assert pairs == {("atis", "64", "no-imb"): 2396, ("atis", "64", "extra-imb"): 6032}
+    counted = [line for line in report.plain_words(seeded, [("atis", "64")], pairs) if "pairs the contrastive phase" in line]
+    assert len(counted) == 1 and counted[0].endswith("extra-imb 6,032, no-imb 2,396.")
     assert not report.same_on_every_seed({}, {1: 77.0})
     assert not report.same_on_every_seed({1: 77.0, 4: 70.0}, {1: 77.0})
 
