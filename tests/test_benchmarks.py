@@ -114,3 +114,11 @@ def test_speed_is_composed_from_computed_phases_when_every_3phase_run_used_the_c
     # FT comes from the 3phase run itself (300 s), DAE and CL from the ablations; 20 s overhead: 150 + 70 + 300 + 20.
     assert "(dae 150 s over 1, cl 70 s over 1, ft 300 s over 1) plus 20 s of loading and evaluation: 540 s = 9.0 min, under" in lines[1]
     assert report.speed_lines(three_phase)[1].startswith("- No run computed every phase")
+
+
+def test_report_counts_tuned_ft_picks_at_the_ends_of_its_grid():
+    grid = {"learning_rate_grid": [2e-5, 5e-5, 1e-4]}
+    records = [{"method": "tuned-ft", "chosen_learning_rate": rate, "config": grid} for rate in (1e-4, 1e-4, 5e-5, 2e-5)]
+    [line] = report.grid_edge_lines(records + [{"method": "ft", "config": {}}])
+    assert line.startswith("- Tuned FT picked the largest learning rate of its grid in 2 of 4 runs and the smallest in 1 ")
+    assert report.grid_edge_lines([{"method": "ft", "config": {}}]) == []
