@@ -218,12 +218,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
     args = parser.parse_args(argv)
     model = args.model or default_model_path()
-    done = finished_runs(args.results)
     model_name = model_label(model)
     plan = [(d, r, m, s) for d in args.datasets for r in args.regimes for s in args.seeds for m in args.methods]
     for dataset, regime, method, seed in plan:
         key = (dataset, regime, method, model_name, seed, args.profile)
-        if key in done:
+        # Read afresh before every run: another worker on the same results file may have finished this one meanwhile.
+        if key in finished_runs(args.results):
             print(f"skip (done): {key}", flush=True)
             continue
         print(f"run: {dataset} regime={regime} method={method} seed={seed}", flush=True)

@@ -122,3 +122,21 @@ def test_report_counts_tuned_ft_picks_at_the_ends_of_its_grid():
     [line] = report.grid_edge_lines(records + [{"method": "ft", "config": {}}])
     assert line.startswith("- Tuned FT picked the largest learning rate of its grid in 2 of 4 runs and the smallest in 1 ")
     assert report.grid_edge_lines([{"method": "ft", "config": {}}]) == []
+
+
+def test_runner_skips_a_run_that_another_worker_finished_while_it_was_busy(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "runs.jsonl"
+    started = []
+
+    def fake_run(dataset, regime, method, seed, model, profile, data_root, cache_dir):
+        started.append(seed)
+        # Meanwhile another worker on the same file finishes seed 2.
+        run.append_record(results, {"dataset": dataset, "regime": regime, "method": method, "model": "m", "seed": 2, "profile": profile, "test": {}})
+        return {"dataset": dataset, "regime": regime, "method": method, "model": "m", "seed": seed, "profile": profile,
+                "test": {"accuracy": 0.5, "macro_f1": 0.5}, "wall_seconds": 1.0}
+
+    monkeypatch.setattr(run, "run_one", fake_run)
+    monkeypatch.setattr(run, "model_label", lambda model: "m")
+    run.main(["--datasets", "toy", "--regimes", "8", "--methods", "ft", "--seeds", "1", "2", "--model", "m", "--results", str(results)])
+    assert started == [1]
+    assert "skip (done): ('toy', '8', 'ft', 'm', 2, 'cpu')" in capsys.readouterr().out
