@@ -254,6 +254,11 @@ def speed_lines(records) -> list[str]:
     return out
 
 
+def computed_phase(record: dict[str, Any], phase: str) -> bool:
+    """Whether the run trained this phase itself (its stats count optimiser steps) rather than loading it from the cache."""
+    return bool((record.get("phase_stats") or {}).get(phase, {}).get("steps"))
+
+
 def composed_speed_lines(records, runs) -> list[str]:
     """Every 3phase run loaded a phase from the cache, so its wall time understates a first run. Compose one instead: the
     median time of each phase over the 3phase runs that computed it, else over the SST-2 64 runs of the recipes that did
@@ -261,7 +266,7 @@ def composed_speed_lines(records, runs) -> list[str]:
     cell = [r for r in records if r["dataset"] == "sst2" and str(r["regime"]) == "64"]
 
     def seconds(phase: str, among: list[dict]) -> list[float]:
-        return [r["phase_seconds"][phase] for r in among if (r.get("phase_stats") or {}).get(phase, {}).get("steps")]
+        return [r["phase_seconds"][phase] for r in among if computed_phase(r, phase)]
 
     computed = {phase: seconds(phase, runs) or seconds(phase, cell) for phase in ("dae", "cl", "ft")}
     if not all(computed.values()):
@@ -390,7 +395,7 @@ def coverage_lines(accuracy) -> list[str]:
 
 def seconds_per_step(records, phase: str) -> float | None:
     """Median seconds per optimiser step of a phase over the runs that computed it (not loaded it from the cache)."""
-    rates = [r["phase_seconds"][phase] / r["phase_stats"][phase]["steps"] for r in records if (r.get("phase_stats") or {}).get(phase, {}).get("steps")]
+    rates = [r["phase_seconds"][phase] / r["phase_stats"][phase]["steps"] for r in records if computed_phase(r, phase)]
     return statistics.median(rates) if rates else None
 
 
