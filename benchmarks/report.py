@@ -416,14 +416,12 @@ def full_regime_lines(records) -> list[str]:
         texts = drawn[0]["n_train"] + drawn[0]["n_unlabelled"]
         config = drawn[0]["config"]
         dae, cl, ft = config["dae"], config["cl"], config["ft"]
-
-        def batch(phase: dict) -> int:
-            return phase["batch_size"] * phase.get("gradient_accumulation", 1)
-
-        dae_steps = math.ceil(min(texts, dae.get("max_texts") or texts) / batch(dae)) * dae["epochs"]
-        cl_steps = math.ceil(texts * cl["pairs_per_example"] / batch(cl)) * cl["epochs"]
+        # The examples per step the measured rates were taken at, as the runs recorded them.
+        batch = {phase: max(r["phase_stats"][phase]["effective_batch_size"] for r in runs if computed_phase(r, phase)) for phase in rates}
+        dae_steps = math.ceil(min(texts, dae.get("max_texts") or texts) / batch["dae"]) * dae["epochs"]
+        cl_steps = math.ceil(texts * cl["pairs_per_example"] / batch["cl"]) * cl["epochs"]
         # FT evaluates once per epoch and stops only after `patience` evaluations without improvement.
-        ft_steps = max(ft["min_steps"], (ft["patience"] + 1) * math.ceil(texts / batch(ft)))
+        ft_steps = max(ft["min_steps"], (ft["patience"] + 1) * math.ceil(texts / batch["ft"]))
         dae_hours, cl_hours, ft_hours = (steps * rates[phase] / 3600 for phase, steps in (("dae", dae_steps), ("cl", cl_steps), ("ft", ft_steps)))
         out.append(
             f"- {dataset}/full: no record. The whole training split holds {texts:,} texts; under the recorded configs one 3phase run "

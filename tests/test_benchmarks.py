@@ -82,14 +82,14 @@ def test_report_says_when_an_imbalance_ablation_changed_nothing():
 
 def test_report_projects_the_cost_of_a_missing_full_data_run_from_measured_step_rates():
     config = {
-        "dae": {"batch_size": 32, "epochs": 1, "max_texts": 2000},
-        "cl": {"batch_size": 32, "epochs": 3, "pairs_per_example": 4.0},
-        "ft": {"batch_size": 32, "min_steps": 200, "patience": 5},
+        "dae": {"epochs": 1, "max_texts": 2000},
+        "cl": {"epochs": 3, "pairs_per_example": 4.0},
+        "ft": {"min_steps": 200, "patience": 5},
     }
     three_phase = {
         "dataset": "snips", "regime": "64", "method": "3phase", "n_train": 448, "n_unlabelled": 12552, "config": config,
         "phase_seconds": {"dae": 126.0, "cl": 360.0, "ft": 720.0},
-        "phase_stats": {"dae": {"steps": 63}, "cl": {"steps": 180}, "ft": {"steps": 360}},
+        "phase_stats": {"dae": {"steps": 63, "effective_batch_size": 32}, "cl": {"steps": 180, "effective_batch_size": 32}, "ft": {"steps": 360, "effective_batch_size": 32}},
     }
     tuned = {"dataset": "snips", "regime": "64", "method": "tuned-ft", "config": {"learning_rate_grid": [2e-5, 5e-5, 1e-4]}}
     snips, sst5 = report.full_regime_lines([three_phase, tuned])
