@@ -359,7 +359,7 @@ def diagnostics_lines(records) -> list[str]:
     for record in records:
         if record["method"] == "3phase":
             for phase, values in (record.get("phase_stats") or {}).items():
-                if "steps" in values:
+                if computed_phase(record, phase):
                     stats[(record["dataset"], str(record["regime"]))][phase].append(values)
     if not stats:
         return ["- No record carries phase statistics yet."]
