@@ -400,18 +400,23 @@ def seconds_per_step(records, phase: str) -> float | None:
 
 
 def full_regime_lines(records) -> list[str]:
-    """Each full-data cell of the minimum that has no record, with what one run would cost here: the optimiser steps
-    that the whole training split implies under the recorded configs, times the step rates measured in the 8/64 runs."""
+    """Each full-data dataset of the minimum: the runs recorded so far, and what one run costs here by projection (the
+    optimiser steps that the whole training split implies under the recorded configs, times the step rates measured in
+    the 8/64 runs), so a reader can weigh the missing runs and check the projection against the measured ones."""
     out = []
     for dataset in sorted({d for datasets, regimes, _ in MINIMUM if "full" in regimes for d in datasets}):
-        runs = [r for r in records if r["dataset"] == dataset]
-        if any(str(r["regime"]) == "full" for r in runs):
-            continue
+        runs = [r for r in records if r["dataset"] == dataset and str(r["regime"]) != "full"]
+        hours_by_method: dict[str, list[float]] = defaultdict(list)
+        for record in records:
+            if record["dataset"] == dataset and str(record["regime"]) == "full":
+                hours_by_method[record["method"]].append(record["wall_seconds"] / 3600)
+        recorded = "; ".join(f"{method} {len(hours)} run(s), median {statistics.median(hours):.1f} h" for method, hours in sorted(hours_by_method.items()))
+        status = f"recorded {recorded}" if recorded else "no record"
         drawn = [r for r in runs if r["method"] == "3phase" and "n_unlabelled" in r]
         rates = {phase: seconds_per_step(runs, phase) for phase in ("dae", "cl", "ft")}
         grids = [len(r["config"]["learning_rate_grid"]) for r in runs if "learning_rate_grid" in r.get("config", {})]
         if not drawn or None in rates.values() or not grids:
-            out.append(f"- {dataset}/full: no record, and too few measured phases to project its cost.")
+            out.append(f"- {dataset}/full: {status}, and too few measured phases to project its cost.")
             continue
         texts = drawn[0]["n_train"] + drawn[0]["n_unlabelled"]
         config = drawn[0]["config"]
@@ -424,9 +429,9 @@ def full_regime_lines(records) -> list[str]:
         ft_steps = max(ft["min_steps"], (ft["patience"] + 1) * math.ceil(texts / batch["ft"]))
         dae_hours, cl_hours, ft_hours = (steps * rates[phase] / 3600 for phase, steps in (("dae", dae_steps), ("cl", cl_steps), ("ft", ft_steps)))
         out.append(
-            f"- {dataset}/full: no record. The whole training split holds {texts:,} texts; under the recorded configs one 3phase run "
+            f"- {dataset}/full: {status}. The whole training split holds {texts:,} texts; under the recorded configs one 3phase run "
             f"takes {dae_steps:,.0f} DAE steps (capped texts), {cl_steps:,.0f} CL steps and at least {ft_steps:,.0f} FT steps, which at the median "
-            f"rates measured here ({rates['dae']:.2f} / {rates['cl']:.2f} / {rates['ft']:.2f} s a step) is about {dae_hours + cl_hours + ft_hours:.1f} h "
+            f"rates measured in the 8/64 runs ({rates['dae']:.2f} / {rates['cl']:.2f} / {rates['ft']:.2f} s a step) is about {dae_hours + cl_hours + ft_hours:.1f} h "
             f"({cl_hours:.1f} h of it CL); tuned FT trains FT {grids[0]} times, about {grids[0] * ft_hours:.1f} h. "
             "The FT rate includes the validation passes, relatively more frequent at 8/64 per class than on the full split."
         )
