@@ -1,7 +1,9 @@
 """Experiment runner: datasets x regimes x methods x seeds, one JSON Lines record per finished run.
 
 Resumable: a run whose record is already in the results file is skipped, so a sweep can be
-stopped at any time and continued later. Methods are phasefit recipes plus two peers on the same
+stopped at any time and continued later. A full-data run (hours on a CPU) also continues where it
+stopped: its work folder under the cache keeps the finished phases, the running phase's
+checkpoints and tuned FT's finished learning rates until its record is written. Methods are phasefit recipes plus two peers on the same
 samples, seeds and base model: ``tuned-ft`` (plain fine-tuning, learning rate chosen on validation)
 and ``setfit`` (the setfit package's documented defaults).
 
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +35,8 @@ DEFAULT_RESULTS = HERE / "results" / "runs.jsonl"
 DEFAULT_DATA_ROOT = HERE.parent.parent / "shared" / "datasets"
 TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
+# Runs in these regimes keep a work folder and continue from it; 8/64 runs take minutes and simply restart.
+RESUMABLE_REGIMES = {"full"}
 
 
 def git_commit() -> str:
@@ -65,6 +70,51 @@ def model_label(model: str) -> str:
 def run_key(record: dict[str, Any]) -> tuple:
     model = LEGACY_MODEL_LABELS.get(record["model"], record["model"])
     return (record["dataset"], str(record["regime"]), record["method"], model, record["seed"], record["profile"])
+
+
+def run_work_dir(cache_dir: str | None, key: tuple) -> Path | None:
+    """Where a resumable run keeps what it has done until its record is written (None: the run restarts if stopped)."""
+    dataset, regime, method, model, seed, profile = key
+    if cache_dir is None or regime not in RESUMABLE_REGIMES:
+        return None
+    return Path(cache_dir) / "runs" / "-".join([dataset, regime, method, model.replace("/", "_"), f"seed{seed}", Path(profile).stem])
+
+
+class RunClock:
+    """Wall time of a run that may span sittings: each sitting counts up to its last checkpoint (later work is redone).
+
+    The seconds so far are written into the run's work folder at every checkpoint and at the end of every phase.
+    """
+
+    def __init__(self, work_dir: Path | None):
+        self.path = work_dir / "elapsed.json" if work_dir else None
+        saved = json.loads(self.path.read_text(encoding="utf-8")) if self.path and self.path.is_file() else {}
+        self.earlier_seconds = saved.get("seconds", 0.0)
+        self.sittings = saved.get("sittings", 0) + 1
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.earlier_seconds + time.perf_counter() - self.started
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"seconds": self.seconds(), "sittings": self.sittings}), encoding="utf-8")
+
+    def callback(self, phase_title: str):
+        """A trainer callback for one phase (the shape ``phasefit.train`` takes as ``progress``)."""
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class SaveElapsed(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                clock.save()
+
+            def on_train_end(self, args, state, control, **kwargs):
+                clock.save()
+
+        return SaveElapsed()
 
 
 def finished_runs(results: Path) -> set[tuple]:
@@ -116,10 +166,10 @@ def phasefit_options(profile: dict[str, Any], model: str, seed: int, cache_dir: 
     return {**options, "model": model, "seed": seed, "cache_dir": cache_dir}
 
 
-def run_phasefit(data, method: str, options: dict[str, Any]) -> dict[str, Any]:
+def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
     from phasefit import train
 
-    result = train(data, options, recipe=method)
+    result = train(data, options, recipe=method, work_dir=work_dir, progress=clock.callback)
     return {
         "test": result.test_metrics,
         "validation_accuracy": result.validation_metrics["accuracy"],
@@ -130,24 +180,40 @@ def run_phasefit(data, method: str, options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_tuned_ft(data, options: dict[str, Any]) -> dict[str, Any]:
+def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
     """Plain fine-tuning; the learning rate is the one with the best validation accuracy (epochs by early stopping)."""
     from phasefit import train
 
+    trials_file = work_dir / "trials.jsonl" if work_dir else None
+    finished = {}
+    if trials_file and trials_file.is_file():
+        finished = {trial["learning_rate"]: trial for trial in map(json.loads, trials_file.read_text(encoding="utf-8").splitlines())}
     trials = []
     for learning_rate in TUNED_FT_LEARNING_RATES:
-        trial_options = {**options, "ft": {**options.get("ft", {}), "learning_rate": learning_rate}}
-        result = train(data, trial_options, recipe="ft")
-        trials.append((result.validation_metrics["accuracy"], -learning_rate, learning_rate, result))
-    best = max(trials, key=lambda trial: trial[:2])
-    result = best[3]
+        trial = finished.get(learning_rate)
+        if trial is None:
+            trial_options = {**options, "ft": {**options.get("ft", {}), "learning_rate": learning_rate}}
+            trial_dir = work_dir / f"lr-{learning_rate:g}" if work_dir else None
+            result = train(data, trial_options, recipe="ft", work_dir=trial_dir, progress=clock.callback)
+            trial = {
+                "learning_rate": learning_rate,
+                "validation_accuracy": result.validation_metrics["accuracy"],
+                "test": result.test_metrics,
+                "seconds": round(sum(result.phase_seconds.values()), 2),
+                "config": result.config.to_dict(),
+            }
+            if trials_file:
+                append_record(trials_file, trial)
+                clock.save()
+        trials.append(trial)
+    best = max(trials, key=lambda trial: (trial["validation_accuracy"], -trial["learning_rate"]))
     return {
-        "test": result.test_metrics,
-        "validation_accuracy": result.validation_metrics["accuracy"],
-        "phase_seconds": {"ft": round(sum(sum(t[3].phase_seconds.values()) for t in trials), 2)},
-        "grid": [{"learning_rate": t[2], "validation_accuracy": t[0]} for t in trials],
-        "chosen_learning_rate": best[2],
-        "config": {**result.config.to_dict(), "recipe": "ft", "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)},
+        "test": best["test"],
+        "validation_accuracy": best["validation_accuracy"],
+        "phase_seconds": {"ft": round(sum(trial["seconds"] for trial in trials), 2)},
+        "grid": [{"learning_rate": trial["learning_rate"], "validation_accuracy": trial["validation_accuracy"]} for trial in trials],
+        "chosen_learning_rate": best["learning_rate"],
+        "config": {**best["config"], "recipe": "ft", "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)},
     }
 
 
@@ -171,17 +237,19 @@ def run_setfit(data, model: str, seed: int) -> dict[str, Any]:
     return {"test": test, "validation_accuracy": validation["accuracy"], "phase_seconds": {"setfit": round(seconds, 2)}, "config": {"setfit": SETFIT_DEFAULTS, "model": model, "seed": seed}}
 
 
-def run_one(dataset: str, regime: str, method: str, seed: int, model: str, profile_name: str, data_root: Path, cache_dir: str | None) -> dict[str, Any]:
+def run_one(
+    dataset: str, regime: str, method: str, seed: int, model: str, profile_name: str, data_root: Path, cache_dir: str | None, work_dir: Path | None = None
+) -> dict[str, Any]:
     profile = load_profile(profile_name)
-    started = time.perf_counter()
+    clock = RunClock(work_dir)
     data = load_benchmark_data(dataset, regime, seed, data_root, profile)
     options = phasefit_options(profile, model, seed, cache_dir)
     if method == "tuned-ft":
-        outcome = run_tuned_ft(data, options)
+        outcome = run_tuned_ft(data, options, work_dir, clock)
     elif method == "setfit":
         outcome = run_setfit(data, model, seed)
     else:
-        outcome = run_phasefit(data, method, options)
+        outcome = run_phasefit(data, method, options, work_dir, clock)
     return {
         "dataset": dataset,
         "regime": regime,
@@ -195,7 +263,8 @@ def run_one(dataset: str, regime: str, method: str, seed: int, model: str, profi
         "n_validation": len(data.validation),
         "n_test": len(data.test) if data.test else 0,
         "n_unlabelled": len(data.unlabelled_texts),
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "wall_seconds": round(clock.seconds(), 2),
+        **({"sittings": clock.sittings} if clock.sittings > 1 else {}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average": round(os.getloadavg()[0], 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -227,8 +296,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"skip (done): {key}", flush=True)
             continue
         print(f"run: {dataset} regime={regime} method={method} seed={seed}", flush=True)
-        record = run_one(dataset, regime, method, seed, model, args.profile, args.data_root, args.cache_dir)
+        work_dir = run_work_dir(args.cache_dir, key)
+        record = run_one(dataset, regime, method, seed, model, args.profile, args.data_root, args.cache_dir, work_dir=work_dir)
         append_record(args.results, record)
+        if work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
         print(f"  test accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
 
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import toy_rows
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -133,7 +134,7 @@ def test_runner_skips_a_run_that_another_worker_finished_while_it_was_busy(tmp_p
     results = tmp_path / "runs.jsonl"
     started = []
 
-    def fake_run(dataset, regime, method, seed, model, profile, data_root, cache_dir):
+    def fake_run(dataset, regime, method, seed, model, profile, data_root, cache_dir, work_dir=None):
         started.append(seed)
         # Meanwhile another worker on the same file finishes seed 2.
         run.append_record(results, {"dataset": dataset, "regime": regime, "method": method, "model": "m", "seed": 2, "profile": profile, "test": {}})
@@ -145,3 +146,44 @@ def test_runner_skips_a_run_that_another_worker_finished_while_it_was_busy(tmp_p
     run.main(["--datasets", "toy", "--regimes", "8", "--methods", "ft", "--seeds", "1", "2", "--model", "m", "--results", str(results)])
     assert started == [1]
     assert "skip (done): ('toy', '8', 'ft', 'm', 2, 'cpu')" in capsys.readouterr().out
+
+
+def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path, tiny_model, monkeypatch):
+    import phasefit
+
+    root = tmp_path / "data"
+    (root / "toy").mkdir(parents=True)
+    pd.DataFrame(toy_rows({"sport": 12, "weather": 12}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 4, "weather": 4}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
+    results, cache = tmp_path / "runs.jsonl", tmp_path / "cache"
+    args = ["--datasets", "toy", "--regimes", "full", "--methods", "tuned-ft", "3phase", "--seeds", "1", "--model", tiny_model,
+            "--profile", "smoke", "--data-root", str(root), "--results", str(results), "--cache-dir", str(cache)]
+    work = run.run_work_dir(str(cache), ("toy", "full", "tuned-ft", run.model_label(tiny_model), 1, "smoke"))
+    real_train, work_dirs = phasefit.train, []
+
+    def train_stopped_at_the_second_trial(*args, **kwargs):
+        work_dirs.append(kwargs["work_dir"])
+        if len(work_dirs) == 2:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(phasefit, "train", train_stopped_at_the_second_trial)
+    with pytest.raises(KeyboardInterrupt):
+        run.main(args)
+    assert not results.exists()
+    assert [json.loads(line)["learning_rate"] for line in (work / "trials.jsonl").read_text().splitlines()] == [run.TUNED_FT_LEARNING_RATES[0]]
+    first_sitting = json.loads((work / "elapsed.json").read_text())
+    assert first_sitting["seconds"] > 0 and first_sitting["sittings"] == 1
+
+    work_dirs.clear()
+    monkeypatch.setattr(phasefit, "train", lambda *args, **kwargs: work_dirs.append(kwargs["work_dir"]) or real_train(*args, **kwargs))
+    run.main(args)
+    tuned, three_phase = [json.loads(line) for line in results.read_text().splitlines()]
+    # The finished learning rate is not trained again; each run trains in its own work folder.
+    assert work_dirs[:2] == [work / "lr-5e-05", work / "lr-0.0001"] and work_dirs[2].name == work.name.replace("tuned-ft", "3phase")
+    assert [trial["learning_rate"] for trial in tuned["grid"]] == list(run.TUNED_FT_LEARNING_RATES)
+    assert tuned["sittings"] == 2 and tuned["wall_seconds"] >= first_sitting["seconds"]
+    assert "sittings" not in three_phase
+    assert not any((cache / "runs").iterdir()), "a recorded run's work folder is removed"
+    # 8/64 runs take minutes and restart instead.
+    assert run.run_work_dir(str(cache), ("toy", "64", "3phase", "m", 1, "cpu")) is None
