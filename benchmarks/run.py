@@ -3,9 +3,11 @@
 Resumable: a run whose record is already in the results file is skipped, so a sweep can be
 stopped at any time and continued later. A full-data run (hours on a CPU) also continues where it
 stopped: its work folder under the cache keeps the finished phases, the running phase's
-checkpoints and tuned FT's finished learning rates until its record is written. Methods are phasefit recipes plus two peers on the same
-samples, seeds and base model: ``tuned-ft`` (plain fine-tuning, learning rate chosen on validation)
-and ``setfit`` (the setfit package's documented defaults).
+checkpoints and tuned FT's finished learning rates until its record is written.
+
+Methods are phasefit recipes plus two peers on the same samples, seeds and base model:
+``tuned-ft`` (plain fine-tuning, learning rate chosen on validation) and ``setfit`` (the setfit
+package's documented defaults).
 
     python benchmarks/run.py --datasets sst2 snips --regimes 8 64 --methods 3phase tuned-ft setfit --seeds 1 2 3
 """
