@@ -85,14 +85,16 @@ def run_work_dir(cache_dir: str | None, key: tuple) -> Path | None:
 class RunClock:
     """Wall time of a run that may span sittings: each sitting counts up to its last checkpoint (later work is redone).
 
-    The seconds so far are written into the run's work folder at every checkpoint and at the end of every phase.
+    The seconds so far are written into the run's work folder at every checkpoint and at the end of every phase, with
+    the commit each sitting started from.
     """
 
-    def __init__(self, work_dir: Path | None):
+    def __init__(self, work_dir: Path | None, commit: str):
         self.path = work_dir / "elapsed.json" if work_dir else None
         saved = json.loads(self.path.read_text(encoding="utf-8")) if self.path and self.path.is_file() else {}
         self.earlier_seconds = saved.get("seconds", 0.0)
         self.sittings = saved.get("sittings", 0) + 1
+        self.commits = saved.get("commits", ["unrecorded"] * (self.sittings - 1)) + [commit]
         self.started = time.perf_counter()
 
     def seconds(self) -> float:
@@ -101,7 +103,7 @@ class RunClock:
     def save(self) -> None:
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"seconds": self.seconds(), "sittings": self.sittings}), encoding="utf-8")
+            self.path.write_text(json.dumps({"seconds": self.seconds(), "sittings": self.sittings, "commits": self.commits}), encoding="utf-8")
 
     def callback(self, phase_title: str):
         """A trainer callback for one phase (the shape ``phasefit.train`` takes as ``progress``)."""
@@ -243,7 +245,8 @@ def run_one(
     dataset: str, regime: str, method: str, seed: int, model: str, profile_name: str, data_root: Path, cache_dir: str | None, work_dir: Path | None = None
 ) -> dict[str, Any]:
     profile = load_profile(profile_name)
-    clock = RunClock(work_dir)
+    commit = git_commit()  # the code the run starts with, even if the checkout moves on while it trains
+    clock = RunClock(work_dir, commit)
     data = load_benchmark_data(dataset, regime, seed, data_root, profile)
     options = phasefit_options(profile, model, seed, cache_dir)
     if method == "tuned-ft":
@@ -259,14 +262,14 @@ def run_one(
         "model": model_label(model),
         "seed": seed,
         "profile": profile_name,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "device": device_name(),
         "n_train": len(data.train),
         "n_validation": len(data.validation),
         "n_test": len(data.test) if data.test else 0,
         "n_unlabelled": len(data.unlabelled_texts),
         "wall_seconds": round(clock.seconds(), 2),
-        **({"sittings": clock.sittings} if clock.sittings > 1 else {}),
+        **({"sittings": clock.sittings, "sitting_commits": clock.commits} if clock.sittings > 1 else {}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average": round(os.getloadavg()[0], 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

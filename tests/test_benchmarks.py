@@ -168,22 +168,34 @@ def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path,
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(phasefit, "train", train_stopped_at_the_second_trial)
+    monkeypatch.setattr(run, "git_commit", lambda: "first")
     with pytest.raises(KeyboardInterrupt):
         run.main(args)
     assert not results.exists()
     assert [json.loads(line)["learning_rate"] for line in (work / "trials.jsonl").read_text().splitlines()] == [run.TUNED_FT_LEARNING_RATES[0]]
     first_sitting = json.loads((work / "elapsed.json").read_text())
-    assert first_sitting["seconds"] > 0 and first_sitting["sittings"] == 1
+    assert first_sitting["seconds"] > 0 and first_sitting["sittings"] == 1 and first_sitting["commits"] == ["first"]
 
     work_dirs.clear()
-    monkeypatch.setattr(phasefit, "train", lambda *args, **kwargs: work_dirs.append(kwargs["work_dir"]) or real_train(*args, **kwargs))
+    checkout = {"commit": "second"}
+
+    def train_while_the_checkout_moves_on(*args, **kwargs):
+        work_dirs.append(kwargs["work_dir"])
+        result = real_train(*args, **kwargs)
+        checkout["commit"] += "+"
+        return result
+
+    monkeypatch.setattr(phasefit, "train", train_while_the_checkout_moves_on)
+    monkeypatch.setattr(run, "git_commit", lambda: checkout["commit"])
     run.main(args)
     tuned, three_phase = [json.loads(line) for line in results.read_text().splitlines()]
     # The finished learning rate is not trained again; each run trains in its own work folder.
     assert work_dirs[:2] == [work / "lr-5e-05", work / "lr-0.0001"] and work_dirs[2].name == work.name.replace("tuned-ft", "3phase")
     assert [trial["learning_rate"] for trial in tuned["grid"]] == list(run.TUNED_FT_LEARNING_RATES)
     assert tuned["sittings"] == 2 and tuned["wall_seconds"] >= first_sitting["seconds"]
-    assert "sittings" not in three_phase
+    # A record names the commit its run started from (not the one checked out when it ended), and each sitting's.
+    assert tuned["git_commit"] == "second" and tuned["sitting_commits"] == ["first", "second"]
+    assert three_phase["git_commit"] == "second++" and "sittings" not in three_phase
     assert not any((cache / "runs").iterdir()), "a recorded run's work folder is removed"
     # 8/64 runs take minutes and restart instead.
     assert run.run_work_dir(str(cache), ("toy", "64", "3phase", "m", 1, "cpu")) is None
