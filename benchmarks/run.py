@@ -85,14 +85,16 @@ def run_work_dir(cache_dir: str | None, key: tuple) -> Path | None:
 class RunClock:
     """Wall time of a run that may span sittings: each sitting counts up to its last checkpoint (later work is redone).
 
-    The seconds so far are written into the run's work folder at every checkpoint and at the end of every phase, with
-    the commit each sitting started from.
+    The seconds so far, in all and per phase, are written into the run's work folder at every checkpoint and at the end
+    of every phase, with the commit each sitting started from.
     """
 
     def __init__(self, work_dir: Path | None, commit: str):
         self.path = work_dir / "elapsed.json" if work_dir else None
         saved = json.loads(self.path.read_text(encoding="utf-8")) if self.path and self.path.is_file() else {}
         self.earlier_seconds = saved.get("seconds", 0.0)
+        self.earlier_phase_seconds: dict[str, float] = saved.get("phase_seconds", {})
+        self.phase_seconds = dict(self.earlier_phase_seconds)
         self.sittings = saved.get("sittings", 0) + 1
         self.commits = saved.get("commits", ["unrecorded"] * (self.sittings - 1)) + [commit]
         self.started = time.perf_counter()
@@ -103,34 +105,65 @@ class RunClock:
     def save(self) -> None:
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"seconds": self.seconds(), "sittings": self.sittings, "commits": self.commits}), encoding="utf-8")
+            state = {"seconds": self.seconds(), "sittings": self.sittings, "commits": self.commits, "phase_seconds": self.phase_seconds}
+            self.path.write_text(json.dumps(state), encoding="utf-8")
 
-    def callback(self, phase_title: str):
-        """A trainer callback for one phase (the shape ``phasefit.train`` takes as ``progress``)."""
+    def callback(self, phase_title: str, part: str = ""):
+        """A trainer callback for one phase (the shape ``phasefit.train`` takes as ``progress``).
+
+        ``phase_title`` is phasefit's, e.g. "2/3 CL"; ``part`` tells apart runs of the same recipe (tuned FT's trials).
+        """
         from transformers import TrainerCallback
 
-        clock = self
+        from phasefit.config import PHASE_TITLES
+
+        clock, began = self, time.perf_counter()
+        phase = {title: name for name, title in PHASE_TITLES.items()}[phase_title.split(" ", 1)[1]]
+        key = self.phase_key(phase, part)
+
+        def tick() -> None:
+            clock.phase_seconds[key] = clock.earlier_phase_seconds.get(key, 0.0) + time.perf_counter() - began
+            clock.save()
 
         class SaveElapsed(TrainerCallback):
             def on_save(self, args, state, control, **kwargs):
-                clock.save()
+                tick()
 
             def on_train_end(self, args, state, control, **kwargs):
-                clock.save()
+                tick()
 
         return SaveElapsed()
 
+    def across_sittings(self, phase_seconds: dict[str, float], part: str = "") -> dict[str, float]:
+        """This sitting's seconds per phase plus what earlier sittings spent on each up to their last checkpoint."""
+        return {phase: round(seconds + self.earlier_phase_seconds.get(self.phase_key(phase, part), 0.0), 2) for phase, seconds in phase_seconds.items()}
 
-def finished_runs(results: Path) -> set[tuple]:
-    if not results.is_file():
-        return set()
-    keys = set()
-    for line in results.read_text(encoding="utf-8").splitlines():
+    @staticmethod
+    def phase_key(phase: str, part: str) -> str:
+        return f"{part}/{phase}" if part else phase
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The whole records of a JSON Lines file; a line cut by a crash is skipped (what it recorded is simply redone)."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             try:
-                keys.add(run_key(json.loads(line)))
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut by a crash: that run is simply redone
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def finished_runs(results: Path) -> set[tuple]:
+    keys = set()
+    for record in read_json_lines(results):
+        try:
+            keys.add(run_key(record))
+        except KeyError:
+            continue
     return keys
 
 
@@ -177,7 +210,7 @@ def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | No
     return {
         "test": result.test_metrics,
         "validation_accuracy": result.validation_metrics["accuracy"],
-        "phase_seconds": result.phase_seconds,
+        "phase_seconds": clock.across_sittings(result.phase_seconds),
         "phase_stats": {phase: {k: v for k, v in stats.items() if k != "curve"} for phase, stats in result.phase_stats.items()},
         "cached_phases": result.cached_phases,
         "config": {**result.config.to_dict(), "recipe": result.config.recipe},
@@ -189,21 +222,20 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
     from phasefit import train
 
     trials_file = work_dir / "trials.jsonl" if work_dir else None
-    finished = {}
-    if trials_file and trials_file.is_file():
-        finished = {trial["learning_rate"]: trial for trial in map(json.loads, trials_file.read_text(encoding="utf-8").splitlines())}
+    finished = {trial["learning_rate"]: trial for trial in read_json_lines(trials_file)} if trials_file else {}
     trials = []
     for learning_rate in TUNED_FT_LEARNING_RATES:
         trial = finished.get(learning_rate)
         if trial is None:
             trial_options = {**options, "ft": {**options.get("ft", {}), "learning_rate": learning_rate}}
-            trial_dir = work_dir / f"lr-{learning_rate:g}" if work_dir else None
-            result = train(data, trial_options, recipe="ft", work_dir=trial_dir, progress=clock.callback)
+            part = f"lr-{learning_rate:g}"
+            trial_dir = work_dir / part if work_dir else None
+            result = train(data, trial_options, recipe="ft", work_dir=trial_dir, progress=lambda title: clock.callback(title, part))
             trial = {
                 "learning_rate": learning_rate,
                 "validation_accuracy": result.validation_metrics["accuracy"],
                 "test": result.test_metrics,
-                "seconds": round(sum(result.phase_seconds.values()), 2),
+                "seconds": round(sum(clock.across_sittings(result.phase_seconds, part).values()), 2),
                 "config": result.config.to_dict(),
             }
             if trials_file:

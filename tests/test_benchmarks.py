@@ -176,6 +176,8 @@ def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path,
     first_sitting = json.loads((work / "elapsed.json").read_text())
     assert first_sitting["seconds"] > 0 and first_sitting["sittings"] == 1 and first_sitting["commits"] == ["first"]
 
+    with (work / "trials.jsonl").open("a") as trials:
+        trials.write('{"learning_rate": 5e-05, "validation_acc')  # a line cut by the crash: that trial is redone
     work_dirs.clear()
     checkout = {"commit": "second"}
 
@@ -199,3 +201,25 @@ def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path,
     assert not any((cache / "runs").iterdir()), "a recorded run's work folder is removed"
     # 8/64 runs take minutes and restart instead.
     assert run.run_work_dir(str(cache), ("toy", "64", "3phase", "m", 1, "cpu")) is None
+
+
+def test_the_run_clock_adds_each_phases_seconds_across_sittings(tmp_path, monkeypatch):
+    now = {"t": 0.0}
+    monkeypatch.setattr(run.time, "perf_counter", lambda: now["t"])
+    first = run.RunClock(tmp_path, "a")
+    dae = first.callback("1/2 DAE")
+    now["t"] += 10
+    dae.on_train_end(None, None, None)
+    fine_tuning = first.callback("2/2 FT")
+    now["t"] += 5
+    fine_tuning.on_save(None, None, None)
+    trial = first.callback("1/1 FT", "lr-2e-05")
+    now["t"] += 2
+    trial.on_save(None, None, None)
+    now["t"] += 3  # work after the last checkpoint is lost with the sitting, so it is not counted
+
+    second = run.RunClock(tmp_path, "b")
+    assert second.sittings == 2 and second.earlier_seconds == 17
+    assert second.across_sittings({"dae": 0.5, "ft": 7.0}) == {"dae": 10.5, "ft": 12.0}
+    assert second.across_sittings({"ft": 1.0}, "lr-2e-05") == {"ft": 3.0}
+    assert second.across_sittings({"ft": 1.0}, "lr-5e-05") == {"ft": 1.0}
