@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -15,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from run import LEGACY_MODEL_LABELS
+from run import LEGACY_MODEL_LABELS, read_json_lines
 from scipy.stats import binomtest
 
 HERE = Path(__file__).resolve().parent
@@ -32,15 +31,7 @@ MINIMUM = [
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:
-    records = []
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return records
+    return [record for path in sorted(folder.glob("*.jsonl")) for record in read_json_lines(path)]
 
 
 def paper_table3(method_file: Path) -> dict[str, dict[str, float]]:
