@@ -396,11 +396,13 @@ def full_regime_lines(records) -> list[str]:
     the 8/64 runs), so a reader can weigh the missing runs and check the projection against the measured ones."""
     out = []
     for dataset in sorted({d for datasets, regimes, _ in MINIMUM if "full" in regimes for d in datasets}):
-        runs = [r for r in records if r["dataset"] == dataset and str(r["regime"]) != "full"]
-        hours_by_method: dict[str, list[float]] = defaultdict(list)
+        runs, full_runs = [], []
         for record in records:
-            if record["dataset"] == dataset and str(record["regime"]) == "full":
-                hours_by_method[record["method"]].append(record["wall_seconds"] / 3600)
+            if record["dataset"] == dataset:
+                (full_runs if str(record["regime"]) == "full" else runs).append(record)
+        hours_by_method: dict[str, list[float]] = defaultdict(list)
+        for record in full_runs:
+            hours_by_method[record["method"]].append(record["wall_seconds"] / 3600)
         recorded = "; ".join(f"{method} {len(hours)} run(s), median {statistics.median(hours):.1f} h" for method, hours in sorted(hours_by_method.items()))
         status = f"recorded {recorded}" if recorded else "no record"
         drawn = [r for r in runs if r["method"] == "3phase" and "n_unlabelled" in r]
@@ -425,8 +427,17 @@ def full_regime_lines(records) -> list[str]:
             f"rates measured in the 8/64 runs ({rates['dae']:.2f} / {rates['cl']:.2f} / {rates['ft']:.2f} s a step) is about {dae_hours + cl_hours + ft_hours:.1f} h "
             f"({cl_hours:.1f} h of it CL); tuned FT trains FT {grids[0]} times, about {grids[0] * ft_hours:.1f} h. "
             "The FT rate includes the validation passes, relatively more frequent at 8/64 per class than on the full split."
+            + measured_rate_sentence(full_runs)
         )
     return out
+
+
+def measured_rate_sentence(full_runs) -> str:
+    """The step rates the full runs themselves measured, to set beside the projected ones."""
+    measured = {phase: seconds_per_step(full_runs, phase) for phase in ("cl", "ft")}
+    if None in measured.values():
+        return ""
+    return f" The full 3phase runs recorded so far measured {measured['cl']:.2f} (CL) / {measured['ft']:.2f} (FT) s a step (median over runs)."
 
 
 def cost_lines(records) -> list[str]:
