@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from run import DEFAULT_DATA_ROOT, append_record, git_commit, load_profile, model_label, phasefit_options  # noqa: E402
+from run import DEFAULT_DATA_ROOT, append_record, git_commit, load_profile, model_label, phasefit_options, read_json_lines  # noqa: E402
 
 OUTPUT = HERE / "results" / "selection" / "study.jsonl"
 CRITERIA = ("loss", "accuracy", "macro_f1")
@@ -138,12 +137,6 @@ def study_cell(dataset: str, regime: str, seed: int, recipe: str, profile_name: 
     }
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def summary(records: list[dict[str, Any]]) -> str:
     lines = [
         "# FT checkpoint selection: loss vs accuracy vs macro-F1 (validation only)",
@@ -186,12 +179,12 @@ def main() -> None:
     for dataset in args.datasets:
         for regime in args.regimes:
             for seed in args.seeds:
-                done = {(r["dataset"], str(r["regime"]), r["seed"], r["recipe"]) for r in read_records(args.output)}
+                done = {(r["dataset"], str(r["regime"]), r["seed"], r["recipe"]) for r in read_json_lines(args.output)}
                 if (dataset, regime, seed, args.recipe) in done:
                     continue
                 print(f"study: {dataset} {regime} seed {seed} {args.recipe}", flush=True)
                 append_record(args.output, study_cell(dataset, regime, seed, args.recipe, args.profile, args.data_root, args.cache_dir, args.model))
-    text = summary(read_records(args.output))
+    text = summary(read_json_lines(args.output))
     (args.output.parent / "SUMMARY.md").write_text(text, encoding="utf-8")
     print(text)
 
