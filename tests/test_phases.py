@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import toy_rows
 from sentence_transformers import SentenceTransformer
+from transformers import TrainerCallback
 
 from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
 from phasefit.losses import DenoisingLoss
@@ -113,6 +114,24 @@ def test_early_stopping_waits_for_min_steps(tiny_model, toy, tmp_path):
     config.epochs = 10
     _, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft-2", [])
     assert stats["steps"] == 20  # patience 1: the second evaluation without improvement ends it
+
+
+def test_a_resumed_run_keeps_the_early_stopping_count(tiny_model, toy, tmp_path):
+    class Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 30:
+                raise KeyboardInterrupt
+
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    texts, labels = toy
+    # Nothing learns, so evaluations at steps 10, 20, 30, 40 count 0, 1, 2, 3 without improvement: patience 3 ends it at 40.
+    config = ClassifyConfig(epochs=20, min_steps=0, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=3, metric="loss")
+    split = (texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft")
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(encoder, *split, [Interrupt()], resumable=True)
+    _, stats = train_classifier(encoder, *split, [], resumable=True)
+    assert stats["resumed_from_step"] == 30
+    assert stats["steps"] == 40, "the resumed run forgot the evaluations without improvement it had already counted"
 
 
 def test_frozen_encoder_is_not_changed(tiny_model, toy, tmp_path):

@@ -90,6 +90,7 @@ def train_classifier(
         save_total_limit=1,
         save_only_model=not resumable,
         load_best_model_at_end=True,
+        restore_callback_states_from_checkpoint=True,  # else a resumed run restarts its early-stopping count from zero
         metric_for_best_model=metric,
         greater_is_better=config.metric != "loss",
         remove_unused_columns=False,
