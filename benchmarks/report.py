@@ -432,12 +432,23 @@ def full_regime_lines(records) -> list[str]:
     return out
 
 
+# Before 68633cc the runner clocked each phase over the last sitting only; a run with a sitting on one of these commits
+# has partial phase_seconds (its wall_seconds are whole).
+LAST_SITTING_PHASE_CLOCK = {"unrecorded", "3aaf2d7", "d7b6faa", "4e91b2b"}
+
+
+def phase_clock_is_whole(record: dict[str, Any]) -> bool:
+    commits = record.get("sitting_commits") or []
+    return len(commits) < 2 or not LAST_SITTING_PHASE_CLOCK & set(commits)
+
+
 def measured_rate_sentence(full_runs) -> str:
     """The step rates the full runs themselves measured, to set beside the projected ones."""
-    measured = {phase: seconds_per_step(full_runs, phase) for phase in ("cl", "ft")}
-    if None in measured.values():
+    clocked = [r for r in full_runs if phase_clock_is_whole(r) and computed_phase(r, "cl") and computed_phase(r, "ft")]
+    if not clocked:
         return ""
-    return f" The full 3phase runs recorded so far measured {measured['cl']:.2f} (CL) / {measured['ft']:.2f} (FT) s a step (median over runs)."
+    cl, ft = seconds_per_step(clocked, "cl"), seconds_per_step(clocked, "ft")
+    return f" The {len(clocked)} full 3phase run(s) with every sitting's phase time recorded measured {cl:.2f} (CL) / {ft:.2f} (FT) s a step (median)."
 
 
 def cost_lines(records) -> list[str]:

@@ -101,10 +101,13 @@ def test_report_projects_the_cost_of_a_missing_full_data_run_from_measured_step_
     assert sst5 == "- sst5/full: no record, and too few measured phases to project its cost."
     full_runs = [{**tuned, "regime": "full", "wall_seconds": hours * 3600} for hours in (1.0, 2.0, 4.0)]
     fast_full_3phase = {**three_phase, "regime": "full", "wall_seconds": 3 * 3600, "phase_seconds": {"dae": 6.3, "cl": 18.0, "ft": 36.0}}
-    snips_after, sst5_after = report.full_regime_lines([three_phase, tuned, *full_runs, fast_full_3phase, {**full_runs[0], "dataset": "sst5"}])
+    partly_clocked = {**fast_full_3phase, "sitting_commits": ["3aaf2d7", "4e91b2b"], "phase_seconds": {"dae": 1.0, "cl": 1.0, "ft": 1.0}}
+    everything = [three_phase, tuned, *full_runs, fast_full_3phase, partly_clocked, {**full_runs[0], "dataset": "sst5"}]
+    snips_after, sst5_after = report.full_regime_lines(everything)
     # The full runs' own step rates do not move the projection (it stays the one from the 8/64 runs); they are set beside it.
-    assert snips_after == snips.replace("no record.", "recorded 3phase 1 run(s), median 3.0 h; tuned-ft 3 run(s), median 2.0 h.") + (
-        " The full 3phase runs recorded so far measured 0.10 (CL) / 0.10 (FT) s a step (median over runs)."
+    # A run begun before the runner clocked phases across sittings is left out of the measured rates.
+    assert snips_after == snips.replace("no record.", "recorded 3phase 2 run(s), median 3.0 h; tuned-ft 3 run(s), median 2.0 h.") + (
+        " The 1 full 3phase run(s) with every sitting's phase time recorded measured 0.10 (CL) / 0.10 (FT) s a step (median)."
     )
     assert sst5_after == "- sst5/full: recorded tuned-ft 1 run(s), median 1.0 h, and too few measured phases to project its cost."
 
