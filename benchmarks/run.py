@@ -203,6 +203,11 @@ def phasefit_options(profile: dict[str, Any], model: str, seed: int, cache_dir: 
     return {**options, "model": model, "seed": seed, "cache_dir": cache_dir}
 
 
+def without_curve(stats: dict[str, Any]) -> dict[str, Any]:
+    """A phase's statistics less its learning curve (too long for a record)."""
+    return {k: v for k, v in stats.items() if k != "curve"}
+
+
 def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
     from phasefit import train
 
@@ -211,7 +216,7 @@ def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | No
         "test": result.test_metrics,
         "validation_accuracy": result.validation_metrics["accuracy"],
         "phase_seconds": clock.across_sittings(result.phase_seconds),
-        "phase_stats": {phase: {k: v for k, v in stats.items() if k != "curve"} for phase, stats in result.phase_stats.items()},
+        "phase_stats": {phase: without_curve(stats) for phase, stats in result.phase_stats.items()},
         "cached_phases": result.cached_phases,
         "config": {**result.config.to_dict(), "recipe": result.config.recipe},
     }
@@ -237,6 +242,7 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
                 "test": result.test_metrics,
                 "seconds": round(sum(clock.across_sittings(result.phase_seconds, part).values()), 2),
                 "config": result.config.to_dict(),
+                "ft_stats": without_curve(result.phase_stats["ft"]),
             }
             if trials_file:
                 append_record(trials_file, trial)
@@ -247,7 +253,8 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
         "test": best["test"],
         "validation_accuracy": best["validation_accuracy"],
         "phase_seconds": {"ft": round(sum(trial["seconds"] for trial in trials), 2)},
-        "grid": [{"learning_rate": trial["learning_rate"], "validation_accuracy": trial["validation_accuracy"]} for trial in trials],
+        # Trials finished before ft_stats were recorded lack them.
+        "grid": [{key: trial[key] for key in ("learning_rate", "validation_accuracy", "ft_stats") if key in trial} for trial in trials],
         "chosen_learning_rate": best["learning_rate"],
         "config": {**best["config"], "recipe": "ft", "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)},
     }

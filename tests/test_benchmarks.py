@@ -34,6 +34,7 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     assert dae_then_ft["phase_stats"]["dae"] == {"cached": True} and dae_then_ft["phase_stats"]["ft"]["steps"] >= 1
     tuned = next(r for r in records if r["method"] == "tuned-ft")
     assert tuned["chosen_learning_rate"] in run.TUNED_FT_LEARNING_RATES and len(tuned["grid"]) == 3
+    assert all(0 < trial["ft_stats"]["best_step"] <= trial["ft_stats"]["steps"] and "curve" not in trial["ft_stats"] for trial in tuned["grid"])
 
     capsys.readouterr()
     run.main(args)
