@@ -452,12 +452,17 @@ def measured_rate_sentence(full_runs) -> str:
 
 
 def cost_lines(records) -> list[str]:
-    out = []
+    """Median wall minutes per run, one row per dataset and regime, one column per method."""
     by_key: dict[tuple, list[float]] = defaultdict(list)
     for record in records:
         by_key[(record["dataset"], str(record["regime"]), record["method"])].append(record["wall_seconds"])
-    for (dataset, regime, method), seconds in sorted(by_key.items()):
-        out.append(f"- {dataset} {regime} {method}: median wall time {statistics.median(seconds):.0f} s over {len(seconds)} run(s).")
+    methods = [m for m in dict.fromkeys(MAIN_COLUMNS + ABLATION_COLUMNS) if any(key[2] == m for key in by_key)]
+    rows = sorted({key[:2] for key in by_key}, key=lambda k: (k[0], REGIME_ORDER.get(k[1], 9)))
+    out = ["Median wall time of a run in minutes (runs):", "", "| dataset | regime | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
+    for dataset, regime in rows:
+        cells = [f"{statistics.median(s) / 60:.1f} ({len(s)})" if (s := by_key.get((dataset, regime, m))) else "–" for m in methods]
+        out.append(f"| {dataset} | {regime} | " + " | ".join(cells) + " |")
+    out.append("")
     shared = [r for r in records if r.get("load_average", 0) > 2.5]
     if shared:
         out.append(f"- {len(shared)} run(s) shared the CPU with other work (1-minute load average above 2.5 on 2 cores): their wall times are upper bounds.")

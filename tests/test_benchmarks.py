@@ -1,6 +1,7 @@
 """The experiment runner and report generator on a tiny model (the benchmark itself is not a test)."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     assert "3phase" in text and "tuned-ft" in text and (tmp_path / "accuracy.png").is_file()
     assert "Run by run (same dataset, regime and seed) over all cells: 3phase ahead in " in text and "; seed by seed ahead " in text
     assert "| toy | 8 | " in text.split("## What each phase did")[1].split("## Coverage")[0], "3phase's phase statistics are tabulated"
+    cost = text.split("## Cost")[1]
+    assert "| dataset | regime | 3phase | tuned-ft | setfit | dae+ft |" in cost and re.search(r"\| toy \| 8 \| [0-9.]+ \(2\) \|", cost)
     assert "- toy, 8: 3phase " in text and "dae+ft. The ablation that moves accuracy most: dae+ft." in text
     assert "Superseded" not in text
     assert "- Superseded: 3 older records" in report.build_report(report.read_records(results.parent), tmp_path / "none.md", None, superseded=3)
