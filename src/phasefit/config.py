@@ -47,6 +47,11 @@ class DAEConfig:
     max_texts: int | None = 10_000
     weight_decay: float = 0.0
     gradient_accumulation: int = 1
+    min_steps: int = 0
+    warmup: float = 0.0
+    lr_scheduler: str = "linear"
+    decoder_learning_rate: float | None = None
+    decoder_warmup_steps: int = 0
 
 
 @dataclass
@@ -62,13 +67,23 @@ class ContrastiveConfig:
     max_ratio: float = 4.0
     weight_decay: float = 0.0
     gradient_accumulation: int = 1
+    min_steps: int = 0
+    warmup: float = 0.0
+    lr_scheduler: str = "linear"
 
 
 @dataclass
 class JointConfig(ContrastiveConfig):
-    """One phase minimising L_DAE + L_CL at every step (the paper's Joint variant): the CL options plus the DAE noise."""
+    """One phase minimising L_DAE + L_CL at every step (the paper's Joint variant): the CL options plus the DAE's.
+
+    Every row holds a pair and a text of the DAE stream; the stream cycles over labelled plus
+    unlabelled texts (at most ``max_texts``), so an epoch is as long as the longer of the two.
+    """
 
     deletion_ratio: float = 0.6
+    max_texts: int | None = 10_000
+    decoder_learning_rate: float | None = None
+    decoder_warmup_steps: int = 0
 
 
 @dataclass
@@ -87,6 +102,7 @@ class ClassifyConfig:
     metric: str = "accuracy"
     weight_decay: float = 0.01
     gradient_accumulation: int = 1
+    learning_rate_grid: list[float] = field(default_factory=list)
 
 
 PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": ContrastiveConfig, "joint": JointConfig, "ft": ClassifyConfig}
@@ -101,6 +117,7 @@ class RunConfig:
     recipe: Any = "3phase"
     seed: int = 42
     max_length: int | None = None
+    max_length_percentile: float = 99.5
     samples_per_class: int | None = None
     validation_fraction: float = 0.2
     max_validation_examples: int | None = 2000
@@ -139,6 +156,12 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "weight_decay": (">= 0", lambda v: v >= 0),
     "metric": ("one of loss, accuracy, macro_f1", lambda v: v in {"loss", "accuracy", "macro_f1"}),
     "gradient_accumulation": ("a whole number >= 1", lambda v: v >= 1),
+    "warmup": ("a fraction of the phase's steps in [0, 1)", lambda v: 0 <= v < 1),
+    "lr_scheduler": ("one of linear, cosine, constant_with_warmup", lambda v: v in {"linear", "cosine", "constant_with_warmup"}),
+    "decoder_learning_rate": ("> 0", lambda v: v is None or v > 0),
+    "decoder_warmup_steps": (">= 0", lambda v: v >= 0),
+    "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),
+    "max_length_percentile": ("in (0, 100]", lambda v: 0 < v <= 100),
     "precision": ("one of auto, bf16, fp16, fp32", lambda v: v in {"auto", "bf16", "fp16", "fp32"}),
     "seed": (">= 0", lambda v: v >= 0),
     "checkpoint_steps": (">= 1", lambda v: v >= 1),
@@ -176,6 +199,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return int(number)
         if hints.startswith("float"):
             return float(value)
+        if hints.startswith("list[float]"):
+            items = value if isinstance(value, (list, tuple)) else [part for part in str(value).split(",") if part.strip()]
+            return [float(v) for v in items]
         if hints.startswith("list"):
             return [str(v) for v in value] if isinstance(value, (list, tuple)) else [s.strip() for s in str(value).split(",")]
         if hints.startswith("str") and not isinstance(value, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import tempfile
 from pathlib import Path
 
 from .errors import ModelFilesError
@@ -38,10 +39,11 @@ def build_html_report(run_dir: str | Path) -> str:
         parts.append(f"<tr><td>{html.escape(phase)}</td><td>{seconds:.1f}</td><td>{'yes' if phase in report.get('cached_phases', []) else ''}</td></tr>")
     parts.append("</table>")
     for name, title in PICTURES + [(p.name, f"Evaluation: {p.stem}") for p in sorted(run_dir.glob("eval-*.png"))]:
-        picture = run_dir / name
-        if picture.is_file():
-            encoded = base64.b64encode(picture.read_bytes()).decode("ascii")
-            parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
+        drawn = _drawn_curves(run_dir) if name == "learning_curves.png" else None
+        if drawn is None and not (run_dir / name).is_file():
+            continue
+        encoded = base64.b64encode(drawn or (run_dir / name).read_bytes()).decode("ascii")
+        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
     notes = report.get("data_notes", [])
     if notes:
         parts.append("<h2>Data</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
@@ -50,3 +52,18 @@ def build_html_report(run_dir: str | Path) -> str:
         parts.append(f"<h2>Options</h2><pre>{html.escape(config.read_text(encoding='utf-8'))}</pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _drawn_curves(run_dir: Path) -> bytes | None:
+    """The learning curves drawn afresh from the run's ``curves.jsonl`` (None when it has none)."""
+    from .pipeline import CURVES_FILE
+    from .plots import curves_from_records, plot_learning_curves
+
+    path = run_dir / CURVES_FILE
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    curves = curves_from_records(records)
+    with tempfile.TemporaryDirectory() as folder:
+        drawn = plot_learning_curves({phase: {"curve": curve} for phase, curve in curves.items()}, Path(folder) / "curves.png")
+        return drawn.read_bytes() if drawn else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -11,13 +10,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback, set_seed
 
 from . import __version__, distributed
+from .cache import PhaseCache, fingerprint, run_ingredients
 from .config import PHASE_TITLES, RunConfig
 from .data import LabelledData, Split, load_data
 from .errors import ConfigError, ModelFilesError
@@ -30,9 +30,10 @@ from .phases.joint import train_joint
 from .recipes import Recipe, resolve
 
 logger = logging.getLogger(__name__)
-
-# Raise when a phase's computation changes, so that cached outputs of the old code are not reused.
-PHASE_IMPLEMENTATION_VERSION = 1
+# Texts whose token lengths set the default max_length: a seeded sample of train + unlabelled texts.
+LENGTH_SAMPLE = 20_000
+# Every phase's loss curve (and validation metric where it computes one), one JSON line a point.
+CURVES_FILE = "curves.jsonl"
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainResult:
     phase_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     cached_phases: list[str] = field(default_factory=list)
     data_notes: list[str] = field(default_factory=list)
+    truncation: dict[str, float] = field(default_factory=dict)
     data_source: str = ""
     data_sizes: str = ""
     snapshots: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -63,6 +65,8 @@ class TrainResult:
             "phase_stats": self.phase_stats,
             "cached_phases": self.cached_phases,
             "data_notes": self.data_notes,
+            "max_length": self.model.info.get("max_length"),
+            "truncated_share": self.truncation,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -74,12 +78,13 @@ class TrainResult:
 
         from .metrics import save_confusion_matrix
         from .model_card import render_model_card
-        from .plots import plot_learning_curves, plot_projections
+        from .plots import curve_records, plot_learning_curves, plot_projections
 
         with tempfile.TemporaryDirectory() as folder:
             picture = save_confusion_matrix(self.test_metrics or self.validation_metrics, Path(folder) / "cm.png").read_bytes()
         files = {
             "metrics.json": (json.dumps(self.summary(), indent=2) + "\n").encode(),
+            CURVES_FILE: "".join(json.dumps(record) + "\n" for record in curve_records(self.phase_stats)).encode(),
             "config.yaml": yaml.safe_dump({**self.config.to_dict(), "recipe": self.config.recipe}, sort_keys=False).encode(),
             "confusion_matrix.png": picture,
             "README.md": render_model_card(self).encode(),
@@ -107,11 +112,44 @@ def load_encoder(name_or_path: str, trust_remote_code: bool = False) -> Sentence
         raise ModelFilesError(f"model {name_or_path}: cannot be loaded ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}).") from None
 
 
-def choose_max_length(encoder: SentenceTransformer, texts: list[str], requested: int | None) -> tuple[int, int]:
-    """(token limit, texts longer than it). By default 1.2 x the longest training text, capped by the encoder."""
-    lengths = np.asarray(encoder.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True, verbose=False)["length"])
-    limit = requested or int(min(encoder.max_seq_length or 512, max(16, math.ceil(1.2 * lengths.max()))))
-    return limit, int((lengths > limit).sum())
+def token_lengths(encoder: SentenceTransformer, texts: Sequence[str]) -> np.ndarray:
+    """Each text's length in tokens, special tokens included, untruncated."""
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    return np.asarray(encoder.tokenizer(list(texts), add_special_tokens=True, truncation=False, return_length=True, verbose=False)["length"])
+
+
+def choose_max_length(encoder: SentenceTransformer, texts: Sequence[str], requested: int | None, percentile: float = 99.5) -> int:
+    """The token limit: ``requested``, else the ``percentile`` of the texts' lengths capped by the encoder's ``max_seq_length``.
+
+    A requested limit may exceed ``max_seq_length`` (the length the model was trained at) but not
+    the position embeddings.
+    """
+    positions = position_limit(encoder)
+    if requested:
+        if positions is not None and requested > positions:
+            raise ConfigError(f"option max_length {requested}: this model has position embeddings for {positions} tokens at most.")
+        return requested
+    ceiling = min(encoder.max_seq_length or 512, positions or 512)
+    lengths = token_lengths(encoder, texts)
+    longest = float(np.percentile(lengths, percentile)) if len(lengths) else 16.0
+    return int(min(ceiling, max(16, math.ceil(longest))))
+
+
+def position_limit(encoder: SentenceTransformer) -> int | None:
+    """The most tokens the encoder's position embeddings take (None when its config does not say)."""
+    config = getattr(getattr(encoder, "transformers_model", None), "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions:
+        return None
+    if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:  # positions are offset by padding_idx + 1
+        positions -= (getattr(config, "pad_token_id", 1) or 0) + 1
+    return int(positions)
+
+
+def truncation_shares(encoder: SentenceTransformer, max_length: int, splits: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """The share of each split's texts longer than ``max_length`` tokens (cut at training and prediction)."""
+    return {name: round(float((token_lengths(encoder, texts) > max_length).mean()), 4) for name, texts in splits.items() if len(texts)}
 
 
 def reporting_callbacks(config: RunConfig, run_name: str) -> list[TrainerCallback]:
@@ -154,50 +192,6 @@ def load_configured_data(source: Any, config: RunConfig) -> LabelledData:
     )
 
 
-def _fingerprint(*parts: Any) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
-        digest.update(b"\x00")
-    return digest.hexdigest()[:20]
-
-
-def _model_fingerprint(name_or_path: str) -> str:
-    path = Path(name_or_path)
-    if not path.is_dir():
-        return name_or_path
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return _fingerprint([(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in files])
-
-
-class PhaseCache:
-    """Phase outputs on disk, keyed by everything they depend on; a no-op without a folder."""
-
-    def __init__(self, folder: str | Path | None) -> None:
-        self.folder = Path(folder).expanduser() if folder else None
-
-    def path(self, key: str) -> Path | None:
-        return self.folder / key if self.folder else None
-
-    def load(self, key: str) -> SentenceTransformer | None:
-        path = self.path(key)
-        if path is None or not (path / "modules.json").is_file():
-            return None
-        return SentenceTransformer(str(path), local_files_only=True)
-
-    def store(self, key: str, encoder: SentenceTransformer) -> None:
-        path = self.path(key)
-        if path is None or not distributed.is_main_process():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=path.parent))
-        encoder.save(str(staging), create_model_card=False)
-        try:
-            staging.rename(path)
-        except OSError:  # another run stored it first
-            shutil.rmtree(staging, ignore_errors=True)
-
-
 def evaluate_split(model: PhaseFitModel, split: Split, batch_size: int = 64) -> dict[str, Any]:
     """Scores of ``model`` on a split; every label the model knows is a row of the confusion matrix.
 
@@ -234,11 +228,14 @@ def train(
         for note in data.notes:
             logger.info(note)
     encoder = load_encoder(config.model, config.trust_remote_code).to(distributed.state().device)
-    max_length, too_long = choose_max_length(encoder, data.train.texts, config.max_length)
+    length_texts = _length_sample(data.train.texts, data.unlabelled_texts, config.seed)
+    max_length = choose_max_length(encoder, length_texts, config.max_length, config.max_length_percentile)
     encoder.max_seq_length = max_length
     notes = list(data.notes)
-    if too_long:
-        notes.append(f"{too_long} training texts are longer than {max_length} tokens and are truncated")
+    splits = {"train": data.train.texts, "validation": data.validation.texts, "test": data.test.texts if data.test else [], "unlabelled": data.unlabelled_texts}
+    truncated = truncation_shares(encoder, max_length, {name: _length_sample(texts, [], config.seed) for name, texts in splits.items()})
+    if any(truncated.values()):
+        notes.append(f"max_length {max_length} tokens truncates " + ", ".join(f"{share:.1%} of {name}" for name, share in truncated.items() if share))
         logger.warning(notes[-1])
     work = Path(work_dir) if work_dir is not None else None
     caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
@@ -246,7 +243,7 @@ def train(
 
     train_codes = data.label_codes(data.train)
     classes = data.classes
-    key = _fingerprint(_model_fingerprint(config.model), max_length, PHASE_IMPLEMENTATION_VERSION)
+    key = fingerprint(run_ingredients(config.model, max_length, config.precision))
     phase_seconds: dict[str, float] = {}
     phase_stats: dict[str, dict[str, Any]] = {}
     cached: list[str] = []
@@ -262,11 +259,10 @@ def train(
             phase_config = config.phases[step.phase]
             title = f"{index + 1}/{len(recipe.steps)} {PHASE_TITLES[step.phase]}"
             callbacks = ([progress(title)] if progress else []) + reporting_callbacks(config, f"{index + 1}-{step.phase}")
-            setup = {"precision": config.precision, "processes": distributed.world_size()}
             started = time.perf_counter()
             set_seed(config.seed + index)
             if step.phase == "ft":
-                workdir = checkpoints / f"{index}-ft-{_fingerprint(key, asdict(phase_config), setup, config.seed + index, data.train.texts, data.train.labels)}"
+                workdir = checkpoints / f"{index}-ft-{fingerprint(key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels)}"
                 validation_codes = data.label_codes(data.validation)[:, -1]
                 head, stats = train_classifier(
                     encoder, data.train.texts, train_codes[:, -1], data.validation.texts, validation_codes,
@@ -274,7 +270,7 @@ def train(
                 )
             else:
                 inputs = _phase_inputs(step.phase, data, phase_config, config.seed)
-                key = _fingerprint(key, step.phase, asdict(phase_config), setup, config.seed + index, inputs["fingerprint"])
+                key = fingerprint(key, step.phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])
                 reused = next((found for cache in caches if (found := cache.load(key)) is not None), None)
                 if distributed.all_ranks_agree(reused is not None):
                     reused = reused.to(encoder.device)
@@ -311,9 +307,18 @@ def train(
     test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
     sizes = f"{len(data.train)} labelled training examples, {len(data.validation)} validation, {len(data.test) if data.test else 0} test, {len(data.unlabelled_texts)} unlabelled texts."
     return TrainResult(
-        model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, notes, data.source, sizes,
+        model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, notes, truncated, data.source, sizes,
         snapshots, [data.validation.classes[i] for i in snapshot_rows],
     )
+
+
+def _length_sample(texts: Sequence[str], more: Sequence[str], seed: int) -> list[str]:
+    """At most ``LENGTH_SAMPLE`` of the texts (seeded): enough for a percentile, cheap to tokenise."""
+    pool = list(texts) + list(more)
+    if len(pool) <= LENGTH_SAMPLE:
+        return pool
+    chosen = np.random.default_rng(seed).choice(len(pool), size=LENGTH_SAMPLE, replace=False)
+    return [pool[i] for i in sorted(chosen)]
 
 
 def _snapshot_rows(split: Split, count: int, seed: int) -> list[int]:
@@ -329,10 +334,9 @@ def _snapshot_rows(split: Split, count: int, seed: int) -> list[int]:
 
 
 def _phase_inputs(phase: str, data: LabelledData, phase_config: Any, seed: int) -> dict[str, Any]:
-    texts = data.dae_corpus(getattr(phase_config, "max_texts", None), seed) if phase == "dae" else None
-    labelled = _fingerprint(data.train.texts, data.train.labels) if phase in {"cl", "joint"} else None
-    unlabelled = _fingerprint(sorted(set(data.unlabelled_texts))) if phase == "joint" else None
-    return {"dae_texts": texts, "fingerprint": _fingerprint(texts, labelled, unlabelled)}
+    texts = data.dae_corpus(phase_config.max_texts, seed) if phase in {"dae", "joint"} else None
+    labelled = fingerprint(data.train.texts, data.train.labels) if phase in {"cl", "joint"} else None
+    return {"dae_texts": texts, "fingerprint": fingerprint(texts, labelled)}
 
 
 def _run_encoder_phase(
@@ -353,6 +357,5 @@ def _run_encoder_phase(
     if phase == "cl":
         return train_contrastive(encoder, data.train.texts, train_codes, phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
     if phase == "joint":
-        corpus = data.dae_corpus(None, seed)
-        return train_joint(encoder, data.train.texts, train_codes, corpus, phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
+        return train_joint(encoder, data.train.texts, train_codes, inputs["dae_texts"], phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
     raise ValueError(f"unknown phase {phase!r}")

@@ -19,8 +19,26 @@ def _pyplot():
     return plt
 
 
+def curve_records(phase_stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The phases' learning curves as flat records ``{phase, series, step, value}`` (one JSON line each in ``curves.jsonl``)."""
+    return [
+        {"phase": phase, "series": series, "step": step, "value": value}
+        for phase, stats in phase_stats.items()
+        for series, points in (stats.get("curve") or {}).items()
+        for step, value in points
+    ]
+
+
+def curves_from_records(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[list[float]]]]:
+    """The inverse of :func:`curve_records`: phase -> series -> [[step, value], ...]."""
+    curves: dict[str, dict[str, list[list[float]]]] = {}
+    for record in records:
+        curves.setdefault(record["phase"], {}).setdefault(record["series"], []).append([record["step"], record["value"]])
+    return curves
+
+
 def plot_learning_curves(phase_stats: dict[str, dict[str, Any]], path: str | Path) -> Path | None:
-    """One panel per trained phase: training loss per step, and validation loss where the phase evaluates."""
+    """One panel per trained phase: training loss per step, validation loss and accuracy where the phase evaluates."""
     phases = [(name, stats["curve"]) for name, stats in phase_stats.items() if stats.get("curve")]
     if not phases:
         return None
@@ -34,7 +52,13 @@ def plot_learning_curves(phase_stats: dict[str, dict[str, Any]], path: str | Pat
         axis.set_title(PHASE_TITLES.get(name, name))
         axis.set_xlabel("optimiser step")
         axis.set_ylabel("loss")
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="upper left")
+        if curve.get("eval_accuracy"):
+            steps, values = zip(*curve["eval_accuracy"])
+            twin = axis.twinx()
+            twin.plot(steps, values, "s--", color="tab:green", markersize=3, label="validation accuracy")
+            twin.set_ylabel("validation accuracy")
+            twin.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import shutil
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from datasets import Dataset
+from safetensors.torch import load_model, save_model
 from sentence_transformers import SentenceTransformer
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -18,7 +21,15 @@ from ..config import ClassifyConfig
 from ..distributed import is_main_process, wait_for_everyone
 from ..metrics import classification_metrics
 from ..model import ClassificationHead, EncoderClassifier
-from .common import MainProcessWritesOnly, checkpoint_step, common_arguments, effective_batch_size, latest_checkpoint, learning_curve
+from .common import (
+    MainProcessWritesOnly,
+    checkpoint_step,
+    common_arguments,
+    effective_batch_size,
+    latest_checkpoint,
+    learning_curve,
+    logging_interval,
+)
 
 
 def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels: np.ndarray) -> Dataset:
@@ -69,7 +80,62 @@ def train_classifier(
     resumable: bool = False,
     precision: str = "auto",
 ) -> tuple[ClassificationHead, dict[str, float]]:
-    """Train encoder + head on cross-entropy; stop when validation ``config.metric`` stops improving."""
+    """Train encoder + head on cross-entropy; stop when validation ``config.metric`` stops improving.
+
+    With ``config.learning_rate_grid``, the phase trains once per encoder learning rate of the grid,
+    each from the same starting encoder, and keeps the run with the best validation ``metric``
+    (ties go to the smaller rate). Finished trials are kept in ``workdir`` (weights and scores), so
+    a resumed phase skips them.
+    """
+    arguments = (train_texts, train_labels, validation_texts, validation_labels, n_classes)
+    if not config.learning_rate_grid:
+        return _train_once(encoder, *arguments, config, seed, workdir, callbacks, resumable, precision)
+    start = {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()}
+    trials = []
+    for rate in sorted(set(config.learning_rate_grid)):
+        trial_dir = workdir / f"lr-{rate:g}"
+        summary = trial_dir / "trial.json"
+        if not (resumable and summary.is_file()):
+            encoder.load_state_dict(start)
+            trial_config = dataclasses.replace(config, learning_rate=rate, learning_rate_grid=[])
+            head, stats = _train_once(encoder, *arguments, trial_config, seed, trial_dir / "run", callbacks, resumable, precision)
+            if is_main_process():
+                trial_dir.mkdir(parents=True, exist_ok=True)
+                save_model(EncoderClassifier(encoder, head), str(trial_dir / "weights.safetensors"))
+                summary.write_text(json.dumps({"learning_rate": rate, "stats": stats}), encoding="utf-8")
+            wait_for_everyone()
+        trials.append(json.loads(summary.read_text(encoding="utf-8")))
+    key = "best_validation_" + config.metric
+    sign = -1.0 if config.metric == "loss" else 1.0
+    best = max(trials, key=lambda trial: (sign * trial["stats"][key], -trial["learning_rate"]))
+    torch.manual_seed(seed)
+    head = ClassificationHead(encoder.get_embedding_dimension(), config.head_size, n_classes, config.dropout).to(encoder.device)
+    load_model(EncoderClassifier(encoder, head), str(workdir / f"lr-{best['learning_rate']:g}" / "weights.safetensors"), device=str(encoder.device))
+    wait_for_everyone()
+    if is_main_process():
+        shutil.rmtree(workdir, ignore_errors=True)
+    stats = dict(best["stats"])
+    stats["chosen_learning_rate"] = best["learning_rate"]
+    stats["learning_rate_trials"] = [
+        {"learning_rate": t["learning_rate"], key: t["stats"][key], "best_step": t["stats"]["best_step"], "steps": t["stats"]["steps"]} for t in trials
+    ]
+    return head.eval(), stats
+
+
+def _train_once(
+    encoder: SentenceTransformer,
+    train_texts: Sequence[str],
+    train_labels: np.ndarray,
+    validation_texts: Sequence[str],
+    validation_labels: np.ndarray,
+    n_classes: int,
+    config: ClassifyConfig,
+    seed: int,
+    workdir: Path,
+    callbacks: Sequence[TrainerCallback],
+    resumable: bool,
+    precision: str,
+) -> tuple[ClassificationHead, dict[str, float]]:
     torch.manual_seed(seed)
     head = ClassificationHead(encoder.get_embedding_dimension(), config.head_size, n_classes, config.dropout).to(encoder.device)
     classifier = EncoderClassifier(encoder, head)
@@ -81,7 +147,7 @@ def train_classifier(
     interval = min(evaluation_interval(len(train_texts), batch), max_steps)
     metric = "eval_loss" if config.metric == "loss" else f"eval_{config.metric}"
     args = TrainingArguments(
-        **common_arguments(config, seed, workdir, precision),
+        **{**common_arguments(config, seed, workdir, precision), "logging_steps": logging_interval(max_steps)},
         max_steps=max_steps,
         eval_strategy="steps",
         eval_steps=interval,

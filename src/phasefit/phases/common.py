@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,46 @@ def common_arguments(config: Any, seed: int, output_dir: Path, precision: str = 
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": torch.cuda.is_available(),
         "use_cpu": not torch.cuda.is_available(),  # so that torchrun on CPUs gives DDP over gloo
+        **schedule_options(config),
         **precision_options(precision),
     }
+
+
+def schedule_options(config: Any) -> dict[str, Any]:
+    """Warm-up (a fraction of the phase's steps) and LR schedule, for the phases whose config has them."""
+    if not hasattr(config, "lr_scheduler"):
+        return {}
+    return {"warmup_steps": float(config.warmup), "lr_scheduler_type": config.lr_scheduler}
+
+
+def logging_interval(steps: int) -> int:
+    """Log the loss every 5 steps, or often enough that even a short phase shows a curve of about 10 points."""
+    return max(1, min(5, steps // 10))
+
+
+def phase_steps(n_rows: int, config: Any) -> int:
+    """Optimiser steps of a phase: ``epochs`` over ``n_rows``, but never fewer than ``min_steps`` (small data cycles its epochs)."""
+    per_epoch = max(1, math.ceil(n_rows / effective_batch_size(config)))
+    return max(math.ceil(config.epochs * per_epoch), getattr(config, "min_steps", 0))
+
+
+class DecoderWarmup(TrainerCallback):
+    """For the first ``steps`` optimiser steps only the DAE decoder's own weights learn.
+
+    Its cross-attention starts from random weights; until it has learnt to read the sentence
+    vector, the gradients that reach the encoder through it carry no signal. Dropping the encoder's
+    gradients before the optimiser step leaves the encoder untouched meanwhile (AdamW skips a
+    parameter without a gradient, so no moment estimate or decay moves it either).
+    """
+
+    def __init__(self, encoder: torch.nn.Module, steps: int) -> None:
+        self.encoder = encoder  # the module, not its parameters: the trainer may swap those when it sets up
+        self.steps = steps
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if state.global_step < self.steps:
+            for parameter in self.encoder.parameters():
+                parameter.grad = None
 
 
 class MainProcessWritesOnly:
@@ -171,14 +210,29 @@ def run_sentence_trainer(
     loss_state: torch.nn.Module | None = None,
     precision: str = "auto",
 ) -> dict[str, float]:
-    """Train with the sentence-transformers trainer; with ``checkpoint_steps``, checkpoint and resume from ``output_dir``."""
-    args = SentenceTransformerTrainingArguments(**common_arguments(config, seed, output_dir, precision), **checkpoint_options(checkpoint_steps))
-    extra = [LossStateCheckpoint(loss_state)] if checkpoint_steps and loss_state is not None else []
+    """Train with the sentence-transformers trainer; with ``checkpoint_steps``, checkpoint and resume from ``output_dir``.
+
+    The phase trains ``epochs`` over ``dataset`` or ``min_steps`` optimiser steps, whichever is more.
+    ``loss_state`` holds the weights the loss owns beyond the model (a DAE decoder): they learn at
+    ``decoder_learning_rate`` where the config sets one, alone for ``decoder_warmup_steps`` steps.
+    """
+    steps = phase_steps(len(dataset), config)
+    decoder_rate = getattr(config, "decoder_learning_rate", None)
+    args = SentenceTransformerTrainingArguments(
+        **{**common_arguments(config, seed, output_dir, precision), "logging_steps": logging_interval(steps)},
+        **checkpoint_options(checkpoint_steps),
+        max_steps=steps,
+        learning_rate_mapping={r"(^|\.)decoder\.": decoder_rate} if decoder_rate and loss_state is not None else {},
+    )
+    extra: list[TrainerCallback] = [LossStateCheckpoint(loss_state)] if checkpoint_steps and loss_state is not None else []
+    if loss_state is not None and getattr(config, "decoder_warmup_steps", 0):
+        extra.append(DecoderWarmup(model, config.decoder_warmup_steps))
     trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[*callbacks, *extra])
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
-    resume_from = latest_checkpoint(output_dir, LossStateCheckpoint.file_name if extra else "trainer_state.json") if checkpoint_steps else None
-    if resume_from and extra:
+    saves_loss_state = bool(checkpoint_steps and loss_state is not None)
+    resume_from = latest_checkpoint(output_dir, LossStateCheckpoint.file_name if saves_loss_state else "trainer_state.json") if checkpoint_steps else None
+    if resume_from and saves_loss_state:
         extra[0].restore(resume_from)
     result = trainer.train(resume_from_checkpoint=resume_from)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -20,7 +20,7 @@ def train_joint(
     encoder: SentenceTransformer,
     labelled_texts: Sequence[str],
     labels: np.ndarray,
-    unlabelled_texts: Sequence[str],
+    corpus: Sequence[str],
     config: JointConfig,
     seed: int,
     workdir: Path,
@@ -28,12 +28,19 @@ def train_joint(
     checkpoint_steps: int | None = None,
     precision: str = "auto",
 ) -> tuple[SentenceTransformer, dict[str, float]]:
-    """Each row holds a pair for the cosine loss and a text (cycled through the corpus) for the DAE loss."""
+    """Each row holds a pair for the cosine loss and a text for the DAE loss.
+
+    ``corpus`` is the DAE stream (labelled plus unlabelled texts). An epoch has as many rows as the
+    longer of the pairs and the corpus; the shorter one is cycled (in a seeded order), so the DAE
+    stream reads every text of the pool however few pairs there are.
+    """
     model = with_projection(encoder)
     pairs = pair_dataset(labelled_texts, labels, config, seed)
-    corpus = list(unlabelled_texts) or list(labelled_texts)
-    order = np.random.default_rng(seed).permutation(len(corpus))
-    originals = [corpus[order[i % len(corpus)]] for i in range(len(pairs))]
+    corpus = list(corpus) or list(labelled_texts)
+    rng = np.random.default_rng(seed)
+    n_pairs, rows = len(pairs), max(len(pairs), len(corpus))
+    pairs = pairs.select(_cycled(rng.permutation(len(pairs)), rows))
+    originals = [corpus[i] for i in _cycled(rng.permutation(len(corpus)), rows)]
     dataset = pairs.add_column("original", originals).add_column("damaged", originals)
     dataset = dataset.select_columns(["damaged", "original", "sentence1", "sentence2", "score"])
     dataset = add_word_deletion(dataset, config.deletion_ratio, seed)
@@ -43,5 +50,11 @@ def train_joint(
     stats = run_sentence_trainer(
         bottleneck, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.denoising.decoder, precision
     )
-    stats["pairs"] = len(dataset)
+    stats["pairs"] = n_pairs
+    stats["rows"] = len(dataset)
     return model, stats
+
+
+def _cycled(order: np.ndarray, length: int) -> list[int]:
+    """``order`` repeated until ``length`` items."""
+    return [int(order[i % len(order)]) for i in range(length)]

@@ -1,0 +1,129 @@
+"""Phase budgets that scale down, the DAE decoder's own learning rate and warm-up, FT's learning-rate grid,
+Joint's DAE stream over the pool, max_length from the pool, and every phase's curve in the run folder."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import toy_rows
+from sentence_transformers import SentenceTransformer
+from transformers import TrainerCallback
+
+from phasefit import load_data, train
+from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
+from phasefit.errors import ConfigError
+from phasefit.html_report import build_html_report
+from phasefit.phases.classify import train_classifier
+from phasefit.phases.contrastive import train_contrastive
+from phasefit.phases.dae import train_dae
+from phasefit.phases.joint import train_joint
+from phasefit.pipeline import CURVES_FILE, choose_max_length
+
+
+@pytest.fixture()
+def toy():
+    rows = toy_rows({"sport": 24, "weather": 24, "food": 24}, seed=5)
+    names = sorted({r["label"] for r in rows})
+    return [r["text"] for r in rows], np.array([[names.index(r["label"])] for r in rows])
+
+
+class LearningRates(TrainerCallback):
+    """Records every optimiser group's learning rate and whether the encoder's word embeddings moved, step by step."""
+
+    def __init__(self, encoder: SentenceTransformer) -> None:
+        self.encoder, self.rates, self.moved = encoder, [], []
+        self.last = self.watched().detach().clone()
+
+    def watched(self) -> torch.Tensor:
+        return self.encoder.transformers_model.embeddings.word_embeddings.weight
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        self.rates.append([group["lr"] for group in optimizer.param_groups])
+        self.moved.append(not torch.equal(self.last, self.watched()))
+        self.last = self.watched().detach().clone()
+
+
+def test_min_steps_lengthens_a_phase_on_small_data(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    _, short = train_contrastive(encoder, toy[0][:12], toy[1][:12], ContrastiveConfig(epochs=1, batch_size=16, pairs_per_example=1), 0, tmp_path / "a")
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    config = ContrastiveConfig(epochs=1, batch_size=16, pairs_per_example=1, min_steps=25)
+    _, long = train_contrastive(encoder, toy[0][:12], toy[1][:12], config, 0, tmp_path / "b")
+    assert short["steps"] == int(np.ceil(short["pairs"] / 16)) < 25 == long["steps"]
+
+
+def test_warmup_and_schedule_shape_the_learning_rate(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    watch = LearningRates(encoder)
+    config = ContrastiveConfig(epochs=1, batch_size=8, learning_rate=1e-3, pairs_per_example=2, min_steps=20, warmup=0.25)
+    train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path, [watch])
+    rates = [step[0] for step in watch.rates]
+    assert rates[0] < rates[4] == pytest.approx(1e-3) and rates[-1] < rates[4] / 5  # 5 warm-up steps, then linear decay
+
+
+def test_decoder_gets_its_own_learning_rate_and_trains_alone_during_its_warmup(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    watch = LearningRates(encoder)
+    config = DAEConfig(epochs=1, batch_size=16, learning_rate=1e-4, decoder_learning_rate=1e-2, decoder_warmup_steps=4, min_steps=8, lr_scheduler="constant_with_warmup")
+    _, stats = train_dae(encoder, toy[0], config, 0, tmp_path, [watch])
+    assert stats["steps"] == 8
+    assert sorted(set(watch.rates[-1])) == [pytest.approx(1e-4), pytest.approx(1e-2)]
+    assert watch.moved == [False] * 4 + [True] * 4  # the tied encoder weights wait for the decoder's warm-up
+
+
+def test_ft_learning_rate_grid_keeps_the_best_trial_on_validation(tiny_model, toy, tmp_path):
+    texts, labels = toy
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    start = encoder.encode(texts[54:])
+    config = ClassifyConfig(epochs=6, min_steps=0, batch_size=16, head_size=16, patience=3, learning_rate_grid=[1e-7, 3e-3])
+    head, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft")
+    trials = {trial["learning_rate"]: trial["best_validation_accuracy"] for trial in stats["learning_rate_trials"]}
+    assert set(trials) == {1e-7, 3e-3}
+    assert stats["chosen_learning_rate"] == max(trials, key=lambda rate: (trials[rate], -rate))
+    embeddings = torch.as_tensor(encoder.encode(texts[54:]))
+    accuracy = (head(embeddings).argmax(-1).numpy() == labels[54:, -1]).mean()
+    assert accuracy == pytest.approx(stats["best_validation_accuracy"])  # the weights are the chosen trial's
+    assert not np.allclose(start, embeddings.numpy()) and not (tmp_path / "ft").exists()
+
+
+def test_ft_grid_is_searched_for_every_recipe_alike(toy_folder, fast_options):
+    options = {**fast_options, "ft": {**fast_options["ft"], "learning_rate_grid": [1e-4, 1e-3]}}
+    for recipe in ("ft", "cl+ft"):
+        stats = train(toy_folder, options, recipe=recipe).phase_stats["ft"]
+        assert [trial["learning_rate"] for trial in stats["learning_rate_trials"]] == [1e-4, 1e-3]
+
+
+def test_joint_dae_stream_reads_the_whole_pool(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    pool = [f"{text} today" for text in toy[0]] * 3
+    config = JointConfig(epochs=1, batch_size=16, pairs_per_example=1, learning_rate=1e-3)
+    _, stats = train_joint(encoder, toy[0][:9], toy[1][:9], pool, config, 0, tmp_path)
+    assert stats["rows"] == len(pool) > stats["pairs"]
+    assert stats["steps"] == int(np.ceil(len(pool) / 16))
+
+
+def test_max_length_follows_the_pool_and_a_too_large_request_is_refused(tiny_model):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    short, long = ["a b"] * 99, ["a b c d e f g h i j k l m n o p q r s t u v w x y z"]
+    assert choose_max_length(encoder, short, None) == 16
+    assert choose_max_length(encoder, short + long * 2, None, percentile=99) == 28  # 26 letters + [CLS] + [SEP]
+    assert choose_max_length(encoder, short, 100) == 100  # beyond max_seq_length (64), within the 128 positions
+    with pytest.raises(ConfigError, match="max_length 100000.*128"):
+        choose_max_length(encoder, short, 100000)
+
+
+def test_run_reports_truncation_per_split_and_writes_every_curve(tmp_path, fast_options):
+    rows = toy_rows({"sport": 30, "weather": 30}, seed=3)
+    test = [{"text": " ".join(["team"] * 40), "label": "sport"}] + rows[:10]
+    data = load_data({"train": pd.DataFrame(rows[10:]), "test": pd.DataFrame(test)}, samples_per_class=8, seed=0)
+    result = train(data, fast_options, recipe="3phase")
+    assert result.truncation["test"] == pytest.approx(1 / 11, abs=1e-3) and result.truncation["train"] == 0
+    folder = result.save(tmp_path / "run")
+    records = [json.loads(line) for line in (folder / CURVES_FILE).read_text().splitlines()]
+    assert {r["phase"] for r in records} == {"dae", "cl", "ft"}
+    assert {"train_loss", "eval_accuracy"} <= {r["series"] for r in records if r["phase"] == "ft"}
+    assert json.loads((folder / "metrics.json").read_text())["truncated_share"]["test"] > 0
+    (folder / "learning_curves.png").unlink()
+    assert "Learning curves per phase" in build_html_report(folder)  # drawn from curves.jsonl

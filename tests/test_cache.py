@@ -1,0 +1,69 @@
+"""The phase cache key holds every ingredient a phase's output depends on: change one, the cache misses."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import phasefit
+from phasefit import cache, train
+
+
+def _train_twice(toy_folder, options, change):
+    first = train(toy_folder, options, recipe="cl+ft")
+    assert first.cached_phases == []
+    assert train(toy_folder, options, recipe="cl+ft").cached_phases == ["cl"]  # unchanged: a hit
+    change()
+    return train(toy_folder, options, recipe="cl+ft").cached_phases
+
+
+INGREDIENTS = {
+    "phasefit version": lambda mp: mp.setattr(phasefit, "__version__", "99.0"),
+    "phase code": lambda mp: mp.setattr(cache, "phase_code_hash", lambda: "edited-code"),
+    "torch version": lambda mp: mp.setattr(torch, "__version__", "0.0.1"),
+    "transformers version": lambda mp: mp.setattr(__import__("transformers"), "__version__", "0.0.1"),
+    "sentence-transformers version": lambda mp: mp.setattr(__import__("sentence_transformers"), "__version__", "0.0.1"),
+}
+
+
+@pytest.mark.parametrize("ingredient", list(INGREDIENTS))
+def test_changing_an_ingredient_misses_the_cache(ingredient, toy_folder, fast_options, tmp_path, monkeypatch):
+    options = {**fast_options, "cache_dir": str(tmp_path / "cache")}
+    assert _train_twice(toy_folder, options, lambda: INGREDIENTS[ingredient](monkeypatch)) == []
+
+
+def test_precision_is_resolved_into_the_key():
+    assert cache.run_ingredients("m", 32, "auto")["precision"] == cache.run_ingredients("m", 32, "fp32")["precision"]  # on a CPU
+    assert cache.run_ingredients("m", 32, "bf16")["precision"] != cache.run_ingredients("m", 32, "fp32")["precision"]
+
+
+def test_new_weights_of_the_same_size_and_time_miss_the_cache(toy_folder, fast_options, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(fast_options["model"], model)
+    options = {**fast_options, "model": str(model), "cache_dir": str(tmp_path / "cache")}
+    weights = next(model.rglob("model.safetensors"))
+    stat = weights.stat()
+
+    def retrain_the_weights():
+        content = bytearray(weights.read_bytes())
+        content[-64:] = bytes(64)  # the last tensor's values, the header untouched
+        weights.write_bytes(bytes(content))
+        assert weights.stat().st_size == stat.st_size and load_file(str(weights))
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    assert _train_twice(toy_folder, options, retrain_the_weights) == []
+
+
+def test_the_code_hash_covers_the_phase_modules():
+    files = {name for name in cache.PHASE_CODE}
+    assert {"phases", "losses", "pairs.py", "noise.py"} <= files
+    assert all((cache.PACKAGE / name).exists() for name in files)
+
+
+def test_a_hub_id_is_keyed_by_its_revision_when_cached(monkeypatch, tmp_path):
+    snapshot = tmp_path / "models--org--name" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda repo, local_files_only: str(snapshot))
+    assert cache.model_revision("org/name") == "org/name@0123abc"
