@@ -117,7 +117,7 @@ class RunConfig:
     recipe: Any = "3phase"
     seed: int = 42
     max_length: int | None = None
-    max_length_percentile: float = 99.5
+    max_length_percentile: float = 99.9
     samples_per_class: int | None = None
     validation_fraction: float = 0.2
     max_validation_examples: int | None = 2000
@@ -175,49 +175,83 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
 }
 
 
+def _field_type(annotation: Any) -> tuple[type, type | None, bool]:
+    """(base type, element type of a list, whether None is allowed) of a config field's annotation."""
+    arguments = typing.get_args(annotation)
+    optional = type(None) in arguments
+    if optional:
+        annotation = next(argument for argument in arguments if argument is not type(None))
+    if typing.get_origin(annotation) is list:
+        return list, (typing.get_args(annotation) or (str,))[0], optional
+    return (annotation if isinstance(annotation, type) else object), None, optional
+
+
+_TYPE_WORDS = {bool: "true or false", int: "whole number", float: "number", str: "text", list: "list"}
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Convert a YAML / command-line value to the field's type, or say what is wrong."""
-    hints = str(annotation)
-    if value is None:
-        if "None" in hints:
+    """Convert a YAML / command-line / Python value to the field's type, or say what is wrong."""
+    base, element, optional = _field_type(annotation)
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in {"none", "null"}):
+        if optional:
             return None
         raise ConfigError(f"option {where}: a value is required.")
+    if base is list:
+        items = value if isinstance(value, (list, tuple)) else [part.strip() for part in str(value).split(",") if part.strip()]
+        return [_convert(item, element, f"{where}[{index}]") for index, item in enumerate(items)]
+    return _convert(value, base, where)
+
+
+def _convert(value: Any, target: type, where: str) -> Any:
     try:
-        if hints.startswith("bool"):
-            if isinstance(value, str):
-                lowered = value.strip().lower()
-                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError(value)
-                return lowered in {"true", "1", "yes"}
-            return bool(value)
-        if hints.startswith("int"):
-            if isinstance(value, str) and value.strip().lower() in {"none", "null"} and "None" in hints:
-                return None
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return lowered in {"true", "1", "yes"}
+        if target is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
             number = float(value)
             if not number.is_integer():
                 raise ValueError(value)
             return int(number)
-        if hints.startswith("float"):
-            return float(value)
-        if hints.startswith("list[float]"):
-            items = value if isinstance(value, (list, tuple)) else [part for part in str(value).split(",") if part.strip()]
-            return [float(v) for v in items]
-        if hints.startswith("list"):
-            return [str(v) for v in value] if isinstance(value, (list, tuple)) else [s.strip() for s in str(value).split(",")]
-        if hints.startswith("str") and not isinstance(value, str):
+        if target is float:
+            if isinstance(value, bool) or isinstance(value, (dict, list)):
+                raise ValueError(value)
+            number = float(value)
+            if number != number or number in {float("inf"), float("-inf")}:
+                raise ValueError(value)
+            return number
+        if target is str:
+            if isinstance(value, (dict, list, tuple)):
+                raise ValueError(value)
             return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"option {where}: {value!r} is not a valid {hints.split(' |')[0]}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"option {where}: {value!r} is not a valid {_TYPE_WORDS.get(target, target.__name__)}.") from None
     return value
+
+
+def _unknown_option(key: str, names: list[str], prefix: str) -> ConfigError:
+    import difflib
+
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+    return ConfigError(f"unknown option {prefix}{key}.{hint} The options of {prefix.rstrip('.') or 'a run'} are {', '.join(names)}.")
 
 
 def _apply(target: Any, values: Mapping[str, Any], prefix: str) -> None:
     hints = typing.get_type_hints(type(target))
     names = [f.name for f in dataclasses.fields(target) if f.name != "phases"]
     for key, value in values.items():
-        key = key.replace("-", "_")
+        key = str(key).replace("-", "_")
         if key not in names:
-            raise ConfigError(f"unknown option {prefix}{key}; the options of {prefix.rstrip('.') or 'a run'} are {', '.join(names)}.")
+            raise _unknown_option(key, names + ([*PHASE_CONFIGS] if not prefix else []), prefix)
+        if key == "recipe":  # a name or a mapping; the recipe module checks it
+            setattr(target, key, value)
+            continue
         value = _coerce(value, hints[key], f"{prefix}{key}")
         if key in _CHECKS and value is not None:
             rule, ok = _CHECKS[key]
@@ -240,7 +274,7 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 def build_config(options: Mapping[str, Any]) -> RunConfig:
     """A validated :class:`RunConfig` from a nested dict (YAML, CLI or Python keywords)."""
     config = RunConfig()
-    top = {k: v for k, v in options.items() if k.replace("-", "_") not in PHASE_CONFIGS}
+    top = {k: v for k, v in options.items() if str(k).replace("-", "_") not in PHASE_CONFIGS}
     if "label_column" in top:
         top["label_columns"] = top.pop("label_column")
     _apply(config, top, "")

@@ -119,7 +119,7 @@ def token_lengths(encoder: SentenceTransformer, texts: Sequence[str]) -> np.ndar
     return np.asarray(encoder.tokenizer(list(texts), add_special_tokens=True, truncation=False, return_length=True, verbose=False)["length"])
 
 
-def choose_max_length(encoder: SentenceTransformer, texts: Sequence[str], requested: int | None, percentile: float = 99.5) -> int:
+def choose_max_length(encoder: SentenceTransformer, texts: Sequence[str], requested: int | None, percentile: float = 99.9) -> int:
     """The token limit: ``requested``, else the ``percentile`` of the texts' lengths capped by the encoder's ``max_seq_length``.
 
     A requested limit may exceed ``max_seq_length`` (the length the model was trained at) but not

@@ -66,14 +66,16 @@ def parse_recipe(spec: Any) -> Recipe:
         for item in spec["phases"]:
             if isinstance(item, str):
                 steps.append(Step(item))
-            elif isinstance(item, Mapping) and len(item) == 1:
+            elif isinstance(item, Mapping) and len(item) == 1 and isinstance(next(iter(item.values())) or {}, Mapping):
                 (phase, overrides), = item.items()
-                steps.append(Step(phase, dict(overrides or {})))
+                steps.append(Step(str(phase), dict(overrides or {})))
             else:
                 raise ConfigError(f"recipe phase {item!r}: write a phase name or {{phase: {{option: value}}}}.")
         recipe = Recipe(str(spec.get("name", "custom")), str(spec.get("description", "custom recipe")), tuple(steps))
     else:
         raise ConfigError(f"recipe {spec!r}: give a recipe name ({', '.join(RECIPES)}) or a mapping with a 'phases' list.")
+    if not recipe.steps:
+        raise ConfigError(f"recipe {recipe.name!r}: the 'phases' list is empty; it must end with the 'ft' phase.")
     unknown = [p for p in recipe.phases if p not in PHASE_CONFIGS]
     if unknown:
         raise ConfigError(f"recipe {recipe.name!r}: unknown phase {unknown[0]!r}; the phases are {', '.join(PHASE_CONFIGS)}.")
