@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import toy_rows
 
-from phasefit import PhaseFitModel
+from phasefit import RECIPES, PhaseFitModel
 from phasefit.metrics import classification_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -128,3 +128,34 @@ def test_joint_recipe_two_processes_follow_one(runs):
     one_curve, two_curve = ([value for _, value in stats["curve"]["train_loss"]] for stats in (one, two))
     assert two_curve[-1] < two_curve[0]
     assert two_curve == pytest.approx(one_curve, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """4 classes of 12 texts: one round of 2 processes x batch 32 is more than the DAE's texts."""
+    folder = tmp_path_factory.mktemp("small") / "data"
+    folder.mkdir()
+    rows = toy_rows({"sport": 12, "weather": 12, "food": 12}, seed=4) + [{"text": f"song band album {i}", "label": "music"} for i in range(12)]
+    pd.DataFrame(rows).to_json(folder / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 5, "weather": 5, "food": 5}, seed=6)).to_json(folder / "test.jsonl", orient="records", lines=True)
+    return folder
+
+
+def test_the_command_line_trains_3phase_on_small_data_under_torchrun(small_data, tiny_model):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    _run([*launcher, "-m", "phasefit", "train", "data", "--model", tiny_model, "--recipe", "3phase", "-o", "out"], small_data.parent)
+    stats = _stats(small_data.parent / "out")
+    assert stats["phase_stats"]["dae"]["steps"] >= 1 and stats["phase_stats"]["cl"]["steps"] >= 1
+
+
+def test_every_recipe_trains_under_two_processes_and_loads_in_one(small_data, tiny_model):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    _run([*launcher, str(HERE / "all_recipes_ddp.py"), str(small_data), tiny_model, "models"], small_data.parent)
+    test_rows = pd.read_json(small_data / "test.jsonl", lines=True)
+    for recipe in RECIPES:
+        folder = small_data.parent / "models" / recipe
+        stats = _stats(folder)
+        assert all(phase_stats.get("steps", 1) >= 1 for phase_stats in stats["phase_stats"].values()), recipe
+        model = PhaseFitModel.from_pretrained(folder, device="cpu")
+        again = classification_metrics(test_rows["label"].tolist(), model.predict(test_rows["text"].tolist()), model.labels)
+        assert again["confusion_matrix"] == stats["test"]["confusion_matrix"], recipe

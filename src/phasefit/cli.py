@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -178,6 +179,7 @@ def train_command(
     """
     _setup_quiet_logging()
     from .distributed import close, is_main_process, world_size
+    from .lock import OutputLock
     from .phases.common import precision_options
     from .pipeline import load_configured_data, train
     from .progress import PhaseProgress
@@ -202,31 +204,34 @@ def train_command(
     work_dir = work_dir_for(output)
     if resume and not work_dir.is_dir():
         raise ConfigError(f"--resume: no interrupted run of {output} to continue (no {work_dir}).")
-    labelled = load_configured_data(data, resolved)
-    console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
-    batches = {step.phase: resolved.phases[step.phase] for step in recipe_spec.steps}
-    console.print(f"{world_size()} process(es), precision {resolved.precision}; effective batch = per device x accumulation x processes: "
-                  + ", ".join(f"{p} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}"
-                              for p, c in batches.items()), highlight=False)
-    console.print(f"Data {labelled.source}: {len(labelled.train)} labelled train, {len(labelled.validation)} validation, "
-                  f"{len(labelled.test) if labelled.test else 0} test, {len(labelled.classes)} classes", highlight=False)
-    for note in labelled.notes:
-        console.print(f"[dim]data: {note}[/]", highlight=False)
-    if work_dir.is_dir():
-        console.print(f"Resuming the interrupted run kept in {work_dir}.", highlight=False)
-    with PhaseProgress(console) as progress:
-        result = train(labelled, options, progress=progress.callback, work_dir=work_dir)
-    close()
-    if not is_main_process():
-        return
-    scores = {"validation": result.validation_metrics}
-    if result.test_metrics:
-        scores["test"] = result.test_metrics
-    result.save(output)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    console.print(_score_table(f"{recipe_spec.name} on {Path(data).name if os.path.exists(data) else data}", scores))
-    console.print("phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items()))
-    console.print(f"Saved to [bold]{output}[/]: model, model card README.md, metrics.json, config.yaml and pictures (`phasefit report {output}` makes an HTML page).", highlight=False)
+    with OutputLock(output) if is_main_process() else contextlib.nullcontext() as lock:
+        if lock is not None and lock.took_over:
+            console.print(f"[dim]The lock of {output} was left by a run that is no longer running (pid {lock.took_over.get('pid', '?')}); taking it over.[/]", highlight=False)
+        labelled = load_configured_data(data, resolved)
+        console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
+        batches = {step.phase: resolved.phases[step.phase] for step in recipe_spec.steps}
+        console.print(f"{world_size()} process(es), precision {resolved.precision}; effective batch = per device x accumulation x processes: "
+                      + ", ".join(f"{p} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}"
+                                  for p, c in batches.items()), highlight=False)
+        console.print(f"Data {labelled.source}: {len(labelled.train)} labelled train, {len(labelled.validation)} validation, "
+                      f"{len(labelled.test) if labelled.test else 0} test, {len(labelled.classes)} classes", highlight=False)
+        for note in labelled.notes:
+            console.print(f"[dim]data: {note}[/]", highlight=False)
+        if work_dir.is_dir():
+            console.print(f"Resuming the interrupted run kept in {work_dir}.", highlight=False)
+        with PhaseProgress(console) as progress:
+            result = train(labelled, options, progress=progress.callback, work_dir=work_dir)
+        close()
+        if not is_main_process():
+            return
+        scores = {"validation": result.validation_metrics}
+        if result.test_metrics:
+            scores["test"] = result.test_metrics
+        result.save(output)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        console.print(_score_table(f"{recipe_spec.name} on {Path(data).name if os.path.exists(data) else data}", scores))
+        console.print("phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items()))
+        console.print(f"Saved to [bold]{output}[/]: model, model card README.md, metrics.json, config.yaml and pictures (`phasefit report {output}` makes an HTML page).", highlight=False)
 
 
 def work_dir_for(output: Path) -> Path:

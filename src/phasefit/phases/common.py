@@ -77,6 +77,18 @@ def schedule_options(config: Any) -> dict[str, Any]:
     return {"warmup_steps": float(config.warmup), "lr_scheduler_type": config.lr_scheduler}
 
 
+def at_least_one_round(dataset: Dataset, config: Any) -> Dataset:
+    """Rows repeated until every process gets a whole batch.
+
+    The distributed batch samplers leave out a last incomplete round (fewer than processes x batch
+    rows); a phase smaller than one round would then train on nothing.
+    """
+    round_size = config.batch_size * world_size()
+    if len(dataset) >= round_size or len(dataset) == 0:
+        return dataset
+    return dataset.select([i % len(dataset) for i in range(round_size)])
+
+
 def logging_interval(steps: int) -> int:
     """Log the loss every 5 steps, or often enough that even a short phase shows a curve of about 10 points."""
     return max(1, min(5, steps // 10))
@@ -216,6 +228,7 @@ def run_sentence_trainer(
     ``loss_state`` holds the weights the loss owns beyond the model (a DAE decoder): they learn at
     ``decoder_learning_rate`` where the config sets one, alone for ``decoder_warmup_steps`` steps.
     """
+    dataset = at_least_one_round(dataset, config)
     steps = phase_steps(len(dataset), config)
     decoder_rate = getattr(config, "decoder_learning_rate", None)
     args = SentenceTransformerTrainingArguments(
