@@ -141,7 +141,9 @@ def plot(groups, keys, path: Path) -> None:
     plt.close(figure)
 
 
-def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path | None, superseded: int = 0) -> str:
+def build_report(
+    records: list[dict[str, Any]], method_file: Path, picture: Path | None, superseded: int = 0, validation: list[dict[str, Any]] | None = None
+) -> str:
     accuracy_by_seed = by_seed(records, "accuracy")
     accuracy = summarise(accuracy_by_seed)
     macro_f1 = summarise(by_seed(records, "macro_f1"))
@@ -182,6 +184,7 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
     ]
     lines += plain_words(accuracy_by_seed, keys, contrastive_pairs(records))
     lines += grid_edge_lines(records)
+    lines += validation_lines(validation or [])
     lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
     lines += speed_lines(records)
     lines += ["", "## What each phase did (3phase runs that computed the phase; medians over seeds)", ""]
@@ -195,6 +198,46 @@ def build_report(records: list[dict[str, Any]], method_file: Path, picture: Path
         plot(accuracy, keys, picture)
         lines += ["", f"![accuracy per method]({os.path.relpath(picture, HERE)})"]
     return "\n".join(lines) + "\n"
+
+
+def validation_lines(records: list[dict[str, Any]]) -> list[str]:
+    """The validation study that chose the phase budgets: validation accuracy per (dataset, regime, method under profile)."""
+    if not records:
+        return []
+    seeded: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for record in records:
+        seeded[(record["dataset"], str(record["regime"]), f"{record['method']} ({record['profile']})")][record["seed"]] = 100 * record["validation_accuracy"]
+    columns = sorted({key[2] for key in seeded}, key=lambda name: (not name.startswith("ft"), name))
+    keys = in_table_order({key[:2] for key in seeded})
+    values = summarise(seeded)
+    lines = ["", "## Validation study: phase budgets (validation accuracy %; chooses, never test)", ""]
+    lines += [
+        f"Records: `results/validation/*.jsonl` ({len(records)} runs; commits {', '.join(sorted({r['git_commit'] for r in records}))}). "
+        "Profiles: `val-old` = the budgets before this study (epochs only, no warm-up, one learning rate for decoder and encoder); "
+        "`val-budget` = at least 100 optimiser steps in DAE and CL, 10 % warm-up, the DAE decoder's own weights at 5e-4 and alone for 20 steps. "
+        "Both cap phase 1 at 2,000 texts and validation at 500 rows, like `cpu`; FT is the same in both (ft runs once, under `val-old`).",
+        "",
+        *table(values, keys, columns),
+        "",
+    ]
+    for dataset, regime in keys:
+        old, new, plain = (seeded.get((dataset, regime, name)) for name in ("3phase (val-old)", "3phase (val-budget)", "ft (val-old)"))
+        for label, other in (("3phase (val-old)", old), ("ft", plain)):
+            if new and other:
+                ahead, behind, shared = paired_counts(new, other)
+                lines.append(f"- {dataset}, {regime}: 3phase (val-budget) {compare(list(new.values()), list(other.values()))} {label}; seed by seed ahead {ahead}, behind {behind} of {shared}.")
+    steps = defaultdict(list)
+    for record in records:
+        for phase in ("dae", "cl"):
+            stats = record.get("phase_stats", {}).get(phase)
+            if stats and "steps" in stats:
+                steps[(record["profile"], phase)].append((stats["steps"], stats.get("first_logged_loss"), stats.get("last_logged_loss")))
+    for (profile, phase), rows in sorted(steps.items()):
+        lines.append(
+            f"- {profile} {phase}: median {statistics.median(r[0] for r in rows):.0f} steps, loss {statistics.median(r[1] for r in rows):.3f} → "
+            f"{statistics.median(r[2] for r in rows):.3f} (first → last logged, medians over {len(rows)} runs)."
+        )
+    return lines
 
 
 def verdict(a: list[float], b: list[float]) -> str | None:
@@ -485,7 +528,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     superseded = len(read_records(args.results / "superseded"))
-    report = build_report(read_records(args.results), args.method_file, HERE / "results" / "accuracy.png", superseded)
+    validation = read_records(args.results / "validation")
+    report = build_report(read_records(args.results), args.method_file, HERE / "results" / "accuracy.png", superseded, validation)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}")
 

@@ -160,7 +160,7 @@ def train_command(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with any option; command-line options override it."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column (default 'text')."),
     label_column: Optional[list[str]] = typer.Option(None, "--label-column", help="Label column; repeat it, coarse to fine, for hierarchical labels (default 'label')."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Token limit (default 1.2 x the longest training text, capped by the model)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Token limit (default: the 99.9th percentile of train + unlabelled token lengths, capped by the model; at most its position embeddings)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-device batch size of every phase (the paper uses one for all)."),
     gradient_accumulation: Optional[int] = typer.Option(None, "--gradient-accumulation", help="Accumulate gradients over N batches per optimiser step, in every phase (default 1)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (default: bf16 or fp16 on a CUDA GPU, fp32 on CPU), bf16, fp16 (CUDA only) or fp32."),
