@@ -4,6 +4,8 @@
     python benchmarks/speed.py throughput           # each phase's training against a hand-written PyTorch loop
     python benchmarks/speed.py inference            # PhaseFitModel.predict against encode + head matmul
     python benchmarks/speed.py end-to-end           # 3phase / ft wall time, from the experiment records
+    python benchmarks/speed.py onnx --model-dir runs/sst2-ft     # PyTorch vs ONNX fp32 vs int8: size, latency, agreement
+    python benchmarks/speed.py serve-load --model-dir runs/sst2-ft   # `phasefit serve` under 1 / 16 / 64 clients
     python benchmarks/speed.py report               # rebuild SPEED.md from the records
 
 Each measurement states the CPU load it ran under; comparisons alternate the two sides and report
@@ -287,6 +289,100 @@ def end_to_end() -> None:
         })
 
 
+# ---------------------------------------------------------------- deployment: ONNX int8 and the HTTP server
+
+
+def real_split(data: Path, split: str, count: int) -> list[str]:
+    from phasefit.data import read_splits
+
+    splits, _ = read_splits(data)
+    return splits[split].texts[:count]
+
+
+def timed(function: Callable[[], Any], repeats: int) -> float:
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def onnx_speed(model_dir: Path, data: Path, split: str, count: int, repeats: int) -> None:
+    """PyTorch, ONNX fp32 and ONNX int8 on the same texts of a real split: size, latency at batch 1 and 32, throughput, agreement."""
+    import numpy as np
+
+    from phasefit.export import OnnxClassifier, export_onnx
+    from phasefit.model import PhaseFitModel
+
+    texts = real_split(data, split, count)
+    model = PhaseFitModel.from_pretrained(model_dir, device="cpu")
+    reference = model.predict_proba(texts, batch_size=32).argmax(axis=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        backends = {"pytorch": (model, sum(p.stat().st_size for p in model_dir.rglob("*.safetensors")))}
+        for name, quantize in (("onnx-fp32", None), ("onnx-int8", "int8")):
+            folder = export_onnx(model_dir, Path(scratch) / name, quantize=quantize)
+            backends[name] = (OnnxClassifier(folder), (folder / "model.onnx").stat().st_size)
+        for name, (backend, size) in backends.items():
+            def run(batch: int, chosen: list[str], backend=backend) -> None:
+                backend.predict_proba(chosen, batch_size=batch)
+
+            single = timed(lambda: [run(1, [text]) for text in texts[:32]], repeats) / 32
+            batch32 = timed(lambda: run(32, texts[:32]), repeats)
+            whole = timed(lambda: run(32, texts), repeats)
+            labels = backend.predict_proba(texts, batch_size=32).argmax(axis=1)
+            save({
+                "benchmark": "onnx", "backend": name, "model": model.info.get("base_model", "").split("/")[-1], "data": f"{data.name}/{split}",
+                "texts": len(texts), "size_mb": round(size / 2**20, 1), "latency_batch1_ms": round(1000 * single, 2),
+                "latency_batch32_ms": round(1000 * batch32, 1), "texts_per_second": round(len(texts) / whole, 1),
+                "agreement_with_pytorch": round(float(np.mean(labels == reference)), 4),
+            })
+
+
+def serve_load(model_dir: Path, onnx_dir: Path | None, clients: list[int], requests_per_client: int, texts_per_request: int) -> None:
+    """Drive `phasefit serve` on 127.0.0.1 with N concurrent clients; requests/s and p50 / p99 latency per back end."""
+    import socket
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"an example sentence number {i} for the server" for i in range(texts_per_request)]
+    for backend, folder in (("pytorch", model_dir), *((("onnx-int8", onnx_dir),) if onnx_dir else ())):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "phasefit", "serve", str(folder), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(600):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            body = json.dumps({"texts": texts}).encode()
+
+            def ask(_: int) -> float:
+                started = time.perf_counter()
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body, headers={"content-type": "application/json"})
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    answer.read()
+                return time.perf_counter() - started
+
+            for count in clients:
+                total = count * requests_per_client
+                started = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=count) as pool:
+                    latencies = sorted(pool.map(ask, range(total)))
+                seconds = time.perf_counter() - started
+                save({
+                    "benchmark": "serve", "backend": backend, "clients": count, "requests": total, "texts_per_request": texts_per_request,
+                    "requests_per_second": round(total / seconds, 1), "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+                    "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+                })
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -301,6 +397,10 @@ def report() -> None:
         "throughput": ("Training throughput: phasefit's phase against a hand-written loop (same modules, batches, optimiser); ratio = raw seconds / phasefit seconds, medians",
                        ["phase", "batch_size", "steps", "max_length", "phasefit_examples_per_second", "raw_examples_per_second", "ratio", "load_average", "device"]),
         "inference": ("Inference: PhaseFitModel.predict against SentenceTransformer.encode + the head", ["texts", "batch_size", "phasefit_texts_per_second", "baseline_texts_per_second", "ratio", "load_average"]),
+        "onnx": ("ONNX Runtime against PyTorch on a real test split: file size, latency, throughput (batch 32), label agreement with PyTorch",
+                 ["backend", "model", "data", "texts", "size_mb", "latency_batch1_ms", "latency_batch32_ms", "texts_per_second", "agreement_with_pytorch", "load_average"]),
+        "serve": ("`phasefit serve` under load (127.0.0.1, one server process; requests batched across clients)",
+                  ["backend", "clients", "requests", "texts_per_request", "requests_per_second", "p50_ms", "p99_ms", "load_average"]),
         "end-to-end": ("End to end: 3phase against ft on the same data and seed (wall seconds, from the experiment records)", ["dataset", "regime", "seed", "3phase_seconds", "ft_seconds", "ratio", "phase_seconds", "cached_phases"]),
     }
     for name, (title, columns) in sections.items():
@@ -335,6 +435,18 @@ def main() -> None:
     infer.add_argument("--texts", type=int, default=2048)
     infer.add_argument("--batch-size", type=int, default=64)
     infer.add_argument("--repeats", type=int, default=3)
+    onnx = commands.add_parser("onnx")
+    onnx.add_argument("--model-dir", type=Path, required=True, help="a model trained on --data, e.g. by phasefit train ... --output runs/sst2-ft")
+    onnx.add_argument("--data", type=Path, default=SST2)
+    onnx.add_argument("--split", default="test")
+    onnx.add_argument("--texts", type=int, default=872)
+    onnx.add_argument("--repeats", type=int, default=3)
+    load = commands.add_parser("serve-load")
+    load.add_argument("--model-dir", type=Path, required=True)
+    load.add_argument("--onnx-dir", type=Path, default=None, help="an export of the same model (phasefit export --quantize int8)")
+    load.add_argument("--clients", nargs="+", type=int, default=[1, 16, 64])
+    load.add_argument("--requests-per-client", type=int, default=8)
+    load.add_argument("--texts-per-request", type=int, default=4)
     commands.add_parser("end-to-end")
     commands.add_parser("report")
     args = parser.parse_args()
@@ -346,6 +458,10 @@ def main() -> None:
         throughput(args.phases, args.steps, args.batch_size, args.repeats, args.max_length)
     elif args.command == "inference":
         inference(args.texts, args.batch_size, args.repeats)
+    elif args.command == "onnx":
+        onnx_speed(args.model_dir, args.data, args.split, args.texts, args.repeats)
+    elif args.command == "serve-load":
+        serve_load(args.model_dir, args.onnx_dir, args.clients, args.requests_per_client, args.texts_per_request)
     elif args.command == "end-to-end":
         end_to_end()
     else:

@@ -246,6 +246,19 @@ def test_onnx_export_matches_pytorch_probabilities(toy_folder, tiny_model, tmp_p
         assert np.abs(onnx_predict_proba(tmp_path / "onnx", texts) - model.predict_proba(texts)).max() < 1e-4
     assert json.loads((tmp_path / "onnx" / "phasefit_onnx.json").read_text())["labels"] == model.labels
 
+    quantized = runner.invoke(app, ["export", str(output), "--format", "onnx", "--quantize", "int8", "--output", str(tmp_path / "int8")])
+    assert quantized.exit_code == 0, quantized.output
+    meta = json.loads((tmp_path / "int8" / "phasefit_onnx.json").read_text())
+    assert meta["quantization"] == "int8" and not (tmp_path / "int8" / "fp32.onnx").exists()
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph
+    assert any(node.op_type in {"DynamicQuantizeLinear", "MatMulInteger"} for node in graph.node)
+    texts = [row["text"] for row in toy_rows({"sport": 10, "weather": 10, "food": 10}, seed=9)]
+    agreement = np.mean(np.argmax(onnx_predict_proba(tmp_path / "int8", texts), 1) == np.argmax(model.predict_proba(texts), 1))
+    assert agreement >= 0.9
+    assert runner.invoke(app, ["export", str(output), "--quantize", "int4", "--output", str(tmp_path / "x")]).exit_code == 2
+
 
 def test_report_to_mlflow_logs_each_phase_to_a_local_store(toy_folder, tiny_model, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")

@@ -381,6 +381,7 @@ def export_command(
     model_dir: Path = typer.Argument(..., help="A model folder written by `phasefit train`."),
     format: str = typer.Option("onnx", "--format", help="onnx (the only format so far)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for model.onnx, the tokenizer and phasefit_onnx.json (labels)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation with ONNX Runtime (smaller, faster on CPU)."),
 ) -> None:
     """Export encoder + pooling + head as one ONNX graph (token ids in, class probabilities out)."""
     _setup_quiet_logging()
@@ -388,8 +389,31 @@ def export_command(
         raise ConfigError(f"--format {format}: only onnx is supported.")
     from .export import export_onnx
 
-    export_onnx(model_dir, output)
-    console.print(f"Wrote {output / 'model.onnx'} with its tokenizer and labels.", highlight=False)
+    export_onnx(model_dir, output, quantize=quantize)
+    console.print(f"Wrote {output / 'model.onnx'}{' (int8)' if quantize else ''} with its tokenizer and labels.", highlight=False)
+
+
+@app.command("serve")
+@_friendly_errors
+def serve_command(
+    model_dir: Path = typer.Argument(..., help="A model folder written by `phasefit train`, or one written by `phasefit export` (ONNX)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes, each with its own copy of the model."),
+    onnx: bool = typer.Option(False, "--onnx", help="MODEL_DIR is an ONNX export: run it with ONNX Runtime (found by itself when phasefit_onnx.json is there)."),
+    max_texts: int = typer.Option(64, "--max-texts", min=1, help="Most texts in one request (more: 413)."),
+    max_chars: int = typer.Option(5000, "--max-chars", min=1, help="Most characters in one text (more: 413)."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most texts the model runs on at once, across concurrent requests."),
+    batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0, help="How long a request waits for others to share its batch."),
+) -> None:
+    """Serve the model over HTTP: GET /health, POST /predict {"texts": [...]}; OpenAPI docs at /docs."""
+    _setup_quiet_logging()
+    from .serve import ServeOptions, load_backend, serve
+
+    options = ServeOptions(str(model_dir), onnx, max_texts, max_chars, max_batch, batch_wait_ms)
+    load_backend(options)  # a bad folder is named before the server starts
+    console.print(f"Serving {model_dir} on http://{host}:{port} (docs: /docs), {workers} worker(s).", highlight=False)
+    serve(options, host, port, workers)
 
 
 @app.command("report")

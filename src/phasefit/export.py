@@ -27,8 +27,17 @@ class _ProbabilityGraph(nn.Module):
         return torch.softmax(self.head(embedding), dim=-1)
 
 
-def export_onnx(model_dir: str | Path, output: str | Path, opset: int = 17) -> Path:
-    """Write ``model.onnx`` (inputs ``input_ids``, ``attention_mask``; output ``probabilities``), the tokenizer and labels."""
+QUANTIZATIONS = ("int8",)
+
+
+def export_onnx(model_dir: str | Path, output: str | Path, opset: int = 17, quantize: str | None = None) -> Path:
+    """Write ``model.onnx`` (inputs ``input_ids``, ``attention_mask``; output ``probabilities``), the tokenizer and labels.
+
+    ``quantize="int8"``: ONNX Runtime's dynamic quantisation (int8 weights of every MatMul / Gemm,
+    activations quantised per batch at run time), for CPU inference.
+    """
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"--quantize {quantize}: the quantisations are {', '.join(QUANTIZATIONS)}.")
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -41,19 +50,23 @@ def export_onnx(model_dir: str | Path, output: str | Path, opset: int = 17) -> P
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
     try:
         dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "probabilities": {0: "batch"}}
+        traced = staging / ("fp32.onnx" if quantize else "model.onnx")
         torch.onnx.export(
             graph,
             (sample["input_ids"], sample["attention_mask"]),
-            str(staging / "model.onnx"),
+            str(traced),
             input_names=["input_ids", "attention_mask"],
             output_names=["probabilities"],
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,
         )
+        if quantize:
+            _quantize_int8(traced, staging / "model.onnx")
+            traced.unlink()
         model.encoder.tokenizer.save_pretrained(str(staging))
         (staging / "phasefit_onnx.json").write_text(
-            json.dumps({"labels": model.labels, "max_length": model.encoder.max_seq_length, "inputs": ["input_ids", "attention_mask"], "output": "probabilities"}, indent=2) + "\n",
+            json.dumps({"labels": model.labels, "max_length": model.encoder.max_seq_length, "inputs": ["input_ids", "attention_mask"], "output": "probabilities", "quantization": quantize}, indent=2) + "\n",
             encoding="utf-8",
         )
         replace_directory(staging, output)
@@ -63,15 +76,45 @@ def export_onnx(model_dir: str | Path, output: str | Path, opset: int = 17) -> P
     return output
 
 
-def onnx_predict_proba(export_dir: str | Path, texts: list[str]) -> np.ndarray:
-    """Run an exported model with onnxruntime (for checks and for users without torch at inference)."""
-    import onnxruntime
-    from transformers import AutoTokenizer
+def _quantize_int8(source: Path, target: Path) -> None:
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise ConfigError("int8 quantisation needs onnxruntime (pip install onnxruntime, or the onnx extra).") from None
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
 
-    export_dir = Path(export_dir)
-    meta = json.loads((export_dir / "phasefit_onnx.json").read_text(encoding="utf-8"))
-    tokenizer = AutoTokenizer.from_pretrained(str(export_dir))
-    encoded = tokenizer(texts, padding=True, truncation=True, max_length=meta["max_length"], return_tensors="np")
-    session = onnxruntime.InferenceSession(str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {"input_ids": encoded["input_ids"].astype(np.int64), "attention_mask": encoded["attention_mask"].astype(np.int64)}
-    return session.run(["probabilities"], feeds)[0]
+
+class OnnxClassifier:
+    """An exported model run by ONNX Runtime alone (no torch): tokenise, run, probabilities per label."""
+
+    def __init__(self, export_dir: str | Path, threads: int | None = None) -> None:
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        export_dir = Path(export_dir)
+        meta_file = export_dir / "phasefit_onnx.json"
+        if not meta_file.is_file():
+            raise ConfigError(f"{export_dir}: no phasefit_onnx.json; is it a folder written by `phasefit export`?")
+        self.meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        self.labels: list[str] = list(self.meta["labels"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(export_dir))
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(export_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            encoded = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True, max_length=self.meta["max_length"], return_tensors="np")
+            feeds = {"input_ids": encoded["input_ids"].astype(np.int64), "attention_mask": encoded["attention_mask"].astype(np.int64)}
+            parts.append(self.session.run(["probabilities"], feeds)[0])
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def predict(self, texts: list[str]) -> list[str]:
+        return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
+
+
+def onnx_predict_proba(export_dir: str | Path, texts: list[str]) -> np.ndarray:
+    """Run an exported model (fp32 or int8) with ONNX Runtime: class probabilities, columns in label order."""
+    return OnnxClassifier(export_dir).predict_proba(texts)
