@@ -226,6 +226,7 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
             if new and other:
                 ahead, behind, shared = paired_counts(new, other)
                 lines.append(f"- {dataset}, {regime}: 3phase (val-budget) {compare(list(new.values()), list(other.values()))} {label}; seed by seed ahead {ahead}, behind {behind} of {shared}.")
+    lines += budget_decision(seeded)
     steps = defaultdict(list)
     for record in records:
         for phase in ("dae", "cl"):
@@ -238,6 +239,27 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
             f"{statistics.median(r[2] for r in rows):.3f} (first → last logged, medians over {len(rows)} runs)."
         )
     return lines
+
+
+def budget_decision(seeded: dict[tuple, dict[int, float]]) -> list[str]:
+    """The rule fixed before the study's runs were read: the new budgets become the defaults if, over every
+    (dataset, regime, seed) run under both profiles, 3phase's mean validation accuracy under `val-budget` is at least
+    that under `val-old` and it is ahead in at least half of the paired runs; otherwise the old budgets stay."""
+    pairs = [
+        (seeded[(d, r, "3phase (val-budget)")][seed], old[seed])
+        for (d, r, name), old in seeded.items() if name == "3phase (val-old)" and (d, r, "3phase (val-budget)") in seeded
+        for seed in old if seed in seeded[(d, r, "3phase (val-budget)")]
+    ]
+    if not pairs:
+        return []
+    difference = statistics.mean(new - old for new, old in pairs)
+    ahead = sum(new > old for new, old in pairs)
+    chosen = "val-budget" if difference >= 0 and 2 * ahead >= len(pairs) else "val-old"
+    return [
+        f"- Decision rule (fixed before the runs were read): the new budgets become the defaults if, over the paired runs, 3phase's mean "
+        f"validation accuracy under val-budget is at least that under val-old and it is ahead in at least half of them. Over {len(pairs)} "
+        f"paired run(s): mean difference {difference:+.2f} points, ahead in {ahead}. Chosen: **{chosen}**."
+    ]
 
 
 def verdict(a: list[float], b: list[float]) -> str | None:
