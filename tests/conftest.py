@@ -85,9 +85,9 @@ def toy_folder(tmp_path) -> Path:
 
 
 FAST = {
-    "dae": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3},
-    "cl": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "pairs_per_example": 2},
-    "joint": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "pairs_per_example": 2},
+    "dae": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "min_steps": 0},
+    "cl": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "pairs_per_example": 2, "min_steps": 0},
+    "joint": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "pairs_per_example": 2, "min_steps": 0},
     "ft": {"epochs": 2, "min_steps": 0, "batch_size": 16, "learning_rate": 1e-3, "head_size": 16, "patience": 2},
 }
 

@@ -47,7 +47,7 @@ class LearningRates(TrainerCallback):
 
 def test_min_steps_lengthens_a_phase_on_small_data(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    _, short = train_contrastive(encoder, toy[0][:12], toy[1][:12], ContrastiveConfig(epochs=1, batch_size=16, pairs_per_example=1), 0, tmp_path / "a")
+    _, short = train_contrastive(encoder, toy[0][:12], toy[1][:12], ContrastiveConfig(epochs=1, batch_size=16, pairs_per_example=1, min_steps=0), 0, tmp_path / "a")
     encoder = SentenceTransformer(tiny_model, device="cpu")
     config = ContrastiveConfig(epochs=1, batch_size=16, pairs_per_example=1, min_steps=25)
     _, long = train_contrastive(encoder, toy[0][:12], toy[1][:12], config, 0, tmp_path / "b")
@@ -98,7 +98,7 @@ def test_ft_grid_is_searched_for_every_recipe_alike(toy_folder, fast_options):
 def test_joint_dae_stream_reads_the_whole_pool(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     pool = [f"{text} today" for text in toy[0]] * 3
-    config = JointConfig(epochs=1, batch_size=16, pairs_per_example=1, learning_rate=1e-3)
+    config = JointConfig(epochs=1, batch_size=16, pairs_per_example=1, learning_rate=1e-3, min_steps=0)
     _, stats = train_joint(encoder, toy[0][:9], toy[1][:9], pool, config, 0, tmp_path)
     assert stats["rows"] == len(pool) > stats["pairs"]
     assert stats["steps"] == int(np.ceil(len(pool) / 16))

@@ -22,9 +22,9 @@ HERE = Path(__file__).resolve().parent
 OPTIONS = {
     "seed": 0,
     "snapshot_examples": 0,
-    "dae": {"epochs": 2, "learning_rate": 2e-3},
-    "cl": {"epochs": 2, "learning_rate": 2e-3, "pairs_per_example": 4},
-    "joint": {"epochs": 2, "learning_rate": 2e-3, "pairs_per_example": 4},
+    "dae": {"epochs": 2, "learning_rate": 2e-3, "min_steps": 0},
+    "cl": {"epochs": 2, "learning_rate": 2e-3, "pairs_per_example": 4, "min_steps": 0},
+    "joint": {"epochs": 2, "learning_rate": 2e-3, "pairs_per_example": 4, "min_steps": 0},
     "ft": {"epochs": 30, "min_steps": 0, "learning_rate": 1e-3, "head_learning_rate": 5e-3, "head_size": 32, "patience": 5},
 }
 

@@ -27,7 +27,7 @@ def toy():
 def test_dae_lowers_reconstruction_loss_and_keeps_the_encoder(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     before = encoder.encode(["the team won"])
-    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3), 0, tmp_path, [])
+    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3, min_steps=0), 0, tmp_path, [])
     assert trained is encoder and stats["tied_decoder"] == 1.0
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
     assert not np.allclose(before, trained.encode(["the team won"]))
@@ -46,7 +46,7 @@ def test_tied_decoder_starts_from_the_encoders_current_weights(tiny_model):
 
 def test_mpnet_gets_a_working_fallback_decoder(tiny_mpnet, toy, tmp_path, caplog):
     encoder = SentenceTransformer(tiny_mpnet, device="cpu")
-    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3), 0, tmp_path, [])
+    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3, min_steps=0), 0, tmp_path, [])
     assert stats["tied_decoder"] == 0.0
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
     assert "untied BERT decoder" in caplog.text
@@ -54,7 +54,7 @@ def test_mpnet_gets_a_working_fallback_decoder(tiny_mpnet, toy, tmp_path, caplog
 
 def test_contrastive_lowers_cosine_loss_and_adds_one_projection(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    config = ContrastiveConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4)
+    config = ContrastiveConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4, min_steps=0)
     trained, stats = train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path, [])
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
     names = [type(m).__name__ for m in trained]
@@ -66,7 +66,7 @@ def test_gradient_accumulation_takes_the_steps_of_the_larger_batch(tiny_model, t
     runs = {}
     for batch, accumulation in ((16, 1), (8, 2)):
         encoder = SentenceTransformer(tiny_model, device="cpu")
-        config = ContrastiveConfig(epochs=1, batch_size=batch, gradient_accumulation=accumulation, learning_rate=2e-3)
+        config = ContrastiveConfig(epochs=1, batch_size=batch, gradient_accumulation=accumulation, learning_rate=2e-3, min_steps=0)
         runs[(batch, accumulation)] = train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path / f"{batch}", [])[1]
     assert runs[(8, 2)]["steps"] == runs[(16, 1)]["steps"]
     assert runs[(8, 2)]["effective_batch_size"] == runs[(16, 1)]["effective_batch_size"] == 16
@@ -87,7 +87,7 @@ def test_projection_starts_as_identity(tiny_model):
 
 def test_joint_lowers_both_losses(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    config = JointConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4)
+    config = JointConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4, min_steps=0)
     trained, stats = train_joint(encoder, toy[0], toy[1], toy[0], config, 0, tmp_path, [])
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
 

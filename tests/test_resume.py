@@ -11,7 +11,7 @@ from pathlib import Path
 from phasefit import PhaseFitModel
 
 SLOW = {
-    "--dae-epochs": "30", "--dae-batch-size": "8", "--dae-learning-rate": "1e-3",
+    "--dae-epochs": "30", "--dae-min-steps": "0", "--cl-min-steps": "0", "--dae-batch-size": "8", "--dae-learning-rate": "1e-3",
     "--cl-epochs": "8", "--cl-batch-size": "8", "--cl-learning-rate": "1e-3", "--cl-pairs-per-example": "2",
     "--ft-epochs": "12", "--ft-min-steps": "0", "--ft-batch-size": "8", "--ft-learning-rate": "1e-3", "--ft-head-size": "16", "--ft-patience": "100",
 }

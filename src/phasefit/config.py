@@ -47,11 +47,12 @@ class DAEConfig:
     max_texts: int | None = 10_000
     weight_decay: float = 0.0
     gradient_accumulation: int = 1
-    min_steps: int = 0
-    warmup: float = 0.0
+    # Budget defaults chosen on validation (benchmarks/RESULTS.md, "Validation study"): profile val-budget.
+    min_steps: int = 100
+    warmup: float = 0.1
     lr_scheduler: str = "linear"
-    decoder_learning_rate: float | None = None
-    decoder_warmup_steps: int = 0
+    decoder_learning_rate: float | None = 5e-4
+    decoder_warmup_steps: int = 20
 
 
 @dataclass
@@ -67,8 +68,8 @@ class ContrastiveConfig:
     max_ratio: float = 4.0
     weight_decay: float = 0.0
     gradient_accumulation: int = 1
-    min_steps: int = 0
-    warmup: float = 0.0
+    min_steps: int = 100
+    warmup: float = 0.1
     lr_scheduler: str = "linear"
 
 
@@ -82,8 +83,8 @@ class JointConfig(ContrastiveConfig):
 
     deletion_ratio: float = 0.6
     max_texts: int | None = 10_000
-    decoder_learning_rate: float | None = None
-    decoder_warmup_steps: int = 0
+    decoder_learning_rate: float | None = 5e-4
+    decoder_warmup_steps: int = 20
 
 
 @dataclass
