@@ -19,7 +19,7 @@ from phasefit.phases.classify import train_classifier
 from phasefit.phases.contrastive import train_contrastive
 from phasefit.phases.dae import train_dae
 from phasefit.phases.joint import train_joint
-from phasefit.pipeline import CURVES_FILE, choose_max_length
+from phasefit.pipeline import CURVES_FILE, choose_max_length, token_lengths, truncation_shares
 
 
 @pytest.fixture()
@@ -106,12 +106,15 @@ def test_joint_dae_stream_reads_the_whole_pool(tiny_model, toy, tmp_path):
 
 def test_max_length_follows_the_pool_and_a_too_large_request_is_refused(tiny_model):
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    short, long = ["a b"] * 99, ["a b c d e f g h i j k l m n o p q r s t u v w x y z"]
+    short = token_lengths(encoder, ["a b"] * 99)
+    long = token_lengths(encoder, ["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
+    assert long.tolist() == [28]  # 26 letters + [CLS] + [SEP], untruncated
     assert choose_max_length(encoder, short, None) == 16
-    assert choose_max_length(encoder, short + long * 2, None, percentile=99) == 28  # 26 letters + [CLS] + [SEP]
+    assert choose_max_length(encoder, np.concatenate([short, long, long]), None, percentile=99) == 28
     assert choose_max_length(encoder, short, 100) == 100  # beyond max_seq_length (64), within the 128 positions
     with pytest.raises(ConfigError, match="max_length 100000.*128"):
         choose_max_length(encoder, short, 100000)
+    assert truncation_shares({"train": np.concatenate([short, long]), "test": np.zeros(0)}, 16) == {"train": 0.01}
 
 
 def test_run_reports_truncation_per_split_and_writes_every_curve(tmp_path, fast_options):

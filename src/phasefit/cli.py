@@ -166,6 +166,7 @@ def train_command(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (default: bf16 or fp16 on a CUDA GPU, fp32 on CPU), bf16, fp16 (CUDA only) or fp32."),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Reuse phase outputs computed before with the same inputs."),
     unseen_test_labels: Optional[str] = typer.Option(None, "--unseen-test-labels", help="error (default) or drop: test rows whose label train never has."),
+    label_descriptions: Optional[Path] = typer.Option(None, "--label-descriptions", help="YAML/JSON mapping (or TSV) label -> short description, read where a head starts from the class names (default: the names, in words)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder (after training succeeds)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same output folder (rerunning the same command does it too)."),
     checkpoint_steps: Optional[int] = typer.Option(None, "--checkpoint-steps", help="Checkpoint the running phase every N steps, for resuming (default 50)."),
@@ -191,11 +192,16 @@ def train_command(
         config,
         {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class, "text_column": text_column,
          "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels,
+         "label_descriptions": str(label_descriptions) if label_descriptions else None,
          "checkpoint_steps": checkpoint_steps, "report_to": report_to or None, "logging_dir": logging_dir, "precision": precision},
         phase_options,
         {"batch_size": batch_size, "gradient_accumulation": gradient_accumulation},
     )
     resolved, recipe_spec = resolve(options)  # fails fast on a bad option, before any loading
+    if resolved.label_descriptions:
+        from .label_names import read_label_descriptions
+
+        read_label_descriptions(resolved.label_descriptions)  # a missing or malformed file fails now, not after phase 1
     precision_options(resolved.precision)  # and on a precision this machine cannot do
     if resolved.report_to and not resolved.logging_dir:
         options["logging_dir"] = str(output.parent / f"{output.name}-logs")

@@ -104,6 +104,16 @@ class ClassifyConfig:
     weight_decay: float = 0.01
     gradient_accumulation: int = 1
     learning_rate_grid: list[float] = field(default_factory=list)
+    head: str = "mlp"
+    prototype_init: str = "names"
+    prototype_scale: float = 20.0
+    head_warmup_steps: int = 0
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
+    self_training_rounds: int = 0
+    pseudo_labels_per_class: int = 64
+    pseudo_label_confidence: float = 0.9
+    self_training_pool: int | None = 5000
 
 
 PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": ContrastiveConfig, "joint": JointConfig, "ft": ClassifyConfig}
@@ -125,6 +135,7 @@ class RunConfig:
     text_column: str = "text"
     label_columns: list[str] = field(default_factory=lambda: ["label"])
     unseen_test_labels: str = "error"
+    label_descriptions: str | None = None
     cache_dir: str | None = None
     checkpoint_steps: int = 50
     snapshot_examples: int = 300
@@ -161,6 +172,16 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "lr_scheduler": ("one of linear, cosine, constant_with_warmup", lambda v: v in {"linear", "cosine", "constant_with_warmup"}),
     "decoder_learning_rate": ("> 0", lambda v: v is None or v > 0),
     "decoder_warmup_steps": (">= 0", lambda v: v >= 0),
+    "head": ("mlp or prototype", lambda v: v in {"mlp", "prototype"}),
+    "prototype_init": ("one of names, means, names+means", lambda v: v in {"names", "means", "names+means"}),
+    "prototype_scale": ("> 0", lambda v: v > 0),
+    "head_warmup_steps": (">= 0", lambda v: v >= 0),
+    "contrastive_weight": (">= 0", lambda v: v >= 0),
+    "contrastive_temperature": ("> 0", lambda v: v > 0),
+    "self_training_rounds": (">= 0", lambda v: v >= 0),
+    "pseudo_labels_per_class": (">= 1", lambda v: v >= 1),
+    "self_training_pool": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "pseudo_label_confidence": ("in [0, 1)", lambda v: 0 <= v < 1),
     "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),
     "max_length_percentile": ("in (0, 100]", lambda v: 0 < v <= 100),
     "precision": ("one of auto, bf16, fp16, fp32", lambda v: v in {"auto", "bf16", "fp16", "fp32"}),

@@ -1,4 +1,4 @@
-"""PhaseFitModel: a sentence-transformers encoder with an MLP classification head.
+"""PhaseFitModel: a sentence-transformers encoder with a classification head (an MLP, or class prototypes).
 
 A saved model directory is a sentence-transformers folder (``SentenceTransformer(dir)`` loads the
 encoder) plus ``head.safetensors`` and ``phasefit.json``. Safetensors and JSON only: nothing is
@@ -47,7 +47,47 @@ class ClassificationHead(nn.Module):
         return self.layers(embeddings)
 
     def config(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "n_classes": self.n_classes, "dropout": self.dropout_rate}
+        return {"kind": "mlp", "input_size": self.input_size, "hidden_size": self.hidden_size, "n_classes": self.n_classes, "dropout": self.dropout_rate}
+
+
+class PrototypeHead(nn.Module):
+    """Scaled cosine similarity to one learnt vector per class: ``logits = scale * cos(embedding, prototype_k)``.
+
+    Initialised from the embeddings of the class names (or of the classes' training texts), it
+    classifies sensibly before the first step, so fine-tuning starts from what the encoder already
+    knows instead of from a random head whose early gradients disturb the encoder.
+    """
+
+    def __init__(self, input_size: int, n_classes: int, scale: float = 20.0) -> None:
+        super().__init__()
+        self.input_size, self.n_classes, self.initial_scale = input_size, n_classes, scale
+        self.prototypes = nn.Parameter(torch.randn(n_classes, input_size) / input_size**0.5)
+        self.log_scale = nn.Parameter(torch.tensor(float(np.log(scale))))
+
+    @torch.no_grad()
+    def initialise(self, vectors: torch.Tensor | np.ndarray) -> "PrototypeHead":
+        vectors = torch.as_tensor(vectors, dtype=self.prototypes.dtype, device=self.prototypes.device)
+        if vectors.shape != self.prototypes.shape:
+            raise ValueError(f"{tuple(vectors.shape)} prototype vectors given for a head of shape {tuple(self.prototypes.shape)}.")
+        self.prototypes.copy_(nn.functional.normalize(vectors, dim=-1))
+        return self
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        similarity = nn.functional.normalize(embeddings, dim=-1) @ nn.functional.normalize(self.prototypes, dim=-1).T
+        return self.log_scale.exp() * similarity
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "prototype", "input_size": self.input_size, "n_classes": self.n_classes, "scale": self.initial_scale}
+
+
+def head_from_config(config: dict[str, Any]) -> nn.Module:
+    """An untrained head of the kind and shape a saved ``phasefit.json`` describes (an MLP when it names none)."""
+    kind = config.get("kind", "mlp")
+    if kind == "prototype":
+        return PrototypeHead(config["input_size"], config["n_classes"], config.get("scale", 20.0))
+    if kind == "mlp":
+        return ClassificationHead(config["input_size"], config["hidden_size"], config["n_classes"], config["dropout"])
+    raise ModelFilesError(f"head kind {kind!r} is not one this phasefit knows (mlp, prototype); a newer phasefit wrote it.")
 
 
 class EncoderClassifier(nn.Module):
@@ -57,10 +97,12 @@ class EncoderClassifier(nn.Module):
     # must not multiply it by the number of processes (it would, seeing ``**features``).
     accepts_loss_kwargs = False
 
-    def __init__(self, encoder: SentenceTransformer, head: ClassificationHead) -> None:
+    def __init__(self, encoder: SentenceTransformer, head: nn.Module, contrastive: nn.Module | None = None, contrastive_weight: float = 0.0) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.contrastive = contrastive if contrastive_weight else None
+        self.contrastive_weight = contrastive_weight
 
     def forward(self, labels: torch.Tensor | None = None, **features: torch.Tensor) -> dict[str, torch.Tensor]:
         embeddings = self.encoder(features)["sentence_embedding"]
@@ -68,13 +110,15 @@ class EncoderClassifier(nn.Module):
         output = {"logits": logits}
         if labels is not None:
             output["loss"] = nn.functional.cross_entropy(logits, labels)
+            if self.contrastive is not None and self.training:
+                output["loss"] = output["loss"] + self.contrastive_weight * self.contrastive(embeddings, labels)
         return output
 
 
 class PhaseFitModel:
     """A trained text classifier: ``predict``, ``predict_proba``, ``encode``, ``save_pretrained``, ``from_pretrained``."""
 
-    def __init__(self, encoder: SentenceTransformer, head: ClassificationHead, labels: Sequence[str], info: dict[str, Any] | None = None) -> None:
+    def __init__(self, encoder: SentenceTransformer, head: nn.Module, labels: Sequence[str], info: dict[str, Any] | None = None) -> None:
         if head.n_classes != len(labels):
             raise ValueError(f"the head has {head.n_classes} outputs but {len(labels)} labels were given.")
         self.encoder = encoder
@@ -158,8 +202,7 @@ class PhaseFitModel:
         if config.get("format") != FORMAT_NAME or "labels" not in config or "head" not in config:
             raise ModelFilesError(f"{directory / CONFIG_FILE}: not a phasefit model config (no 'format: phasefit', 'labels' and 'head').")
         encoder = SentenceTransformer(str(directory), device=device, trust_remote_code=trust_remote_code, local_files_only=True)
-        head_config = config["head"]
-        head = ClassificationHead(head_config["input_size"], head_config["hidden_size"], head_config["n_classes"], head_config["dropout"])
+        head = head_from_config(config["head"])
         head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         head.to(encoder.device)
         info = {k: v for k, v in config.items() if k not in {"format", "format_version", "labels", "head"}}

@@ -21,6 +21,7 @@ from .cache import PhaseCache, fingerprint, run_ingredients
 from .config import PHASE_TITLES, RunConfig
 from .data import LabelledData, Split, load_data
 from .errors import ConfigError, ModelFilesError
+from .label_names import label_texts, read_label_descriptions
 from .metrics import classification_metrics
 from .model import PhaseFitModel
 from .phases.classify import train_classifier
@@ -119,8 +120,8 @@ def token_lengths(encoder: SentenceTransformer, texts: Sequence[str]) -> np.ndar
     return np.asarray(encoder.tokenizer(list(texts), add_special_tokens=True, truncation=False, return_length=True, verbose=False)["length"])
 
 
-def choose_max_length(encoder: SentenceTransformer, texts: Sequence[str], requested: int | None, percentile: float = 99.9) -> int:
-    """The token limit: ``requested``, else the ``percentile`` of the texts' lengths capped by the encoder's ``max_seq_length``.
+def choose_max_length(encoder: SentenceTransformer, lengths: Sequence[int] | np.ndarray, requested: int | None, percentile: float = 99.9) -> int:
+    """The token limit: ``requested``, else the ``percentile`` of ``lengths`` (see :func:`token_lengths`) capped by the encoder's ``max_seq_length``.
 
     A requested limit may exceed ``max_seq_length`` (the length the model was trained at) but not
     the position embeddings.
@@ -131,7 +132,6 @@ def choose_max_length(encoder: SentenceTransformer, texts: Sequence[str], reques
             raise ConfigError(f"option max_length {requested}: this model has position embeddings for {positions} tokens at most.")
         return requested
     ceiling = min(encoder.max_seq_length or 512, positions or 512)
-    lengths = token_lengths(encoder, texts)
     longest = float(np.percentile(lengths, percentile)) if len(lengths) else 16.0
     return int(min(ceiling, max(16, math.ceil(longest))))
 
@@ -147,9 +147,9 @@ def position_limit(encoder: SentenceTransformer) -> int | None:
     return int(positions)
 
 
-def truncation_shares(encoder: SentenceTransformer, max_length: int, splits: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """The share of each split's texts longer than ``max_length`` tokens (cut at training and prediction)."""
-    return {name: round(float((token_lengths(encoder, texts) > max_length).mean()), 4) for name, texts in splits.items() if len(texts)}
+def truncation_shares(lengths: Mapping[str, np.ndarray], max_length: int) -> dict[str, float]:
+    """The share of each split's texts longer than ``max_length`` tokens (cut at training and prediction), from their token lengths."""
+    return {name: round(float((split_lengths > max_length).mean()), 4) for name, split_lengths in lengths.items() if len(split_lengths)}
 
 
 def reporting_callbacks(config: RunConfig, run_name: str) -> list[TrainerCallback]:
@@ -228,12 +228,12 @@ def train(
         for note in data.notes:
             logger.info(note)
     encoder = load_encoder(config.model, config.trust_remote_code).to(distributed.state().device)
-    length_texts = _length_sample(data.train.texts, data.unlabelled_texts, config.seed)
-    max_length = choose_max_length(encoder, length_texts, config.max_length, config.max_length_percentile)
+    splits = {"train": data.train.texts, "validation": data.validation.texts, "test": data.test.texts if data.test else [], "unlabelled": data.unlabelled_texts}
+    lengths = {name: token_lengths(encoder, _length_sample(texts, config.seed)) for name, texts in splits.items()}
+    max_length = choose_max_length(encoder, np.concatenate([lengths["train"], lengths["unlabelled"]]), config.max_length, config.max_length_percentile)
     encoder.max_seq_length = max_length
     notes = list(data.notes)
-    splits = {"train": data.train.texts, "validation": data.validation.texts, "test": data.test.texts if data.test else [], "unlabelled": data.unlabelled_texts}
-    truncated = truncation_shares(encoder, max_length, {name: _length_sample(texts, [], config.seed) for name, texts in splits.items()})
+    truncated = truncation_shares(lengths, max_length)
     if any(truncated.values()):
         notes.append(f"max_length {max_length} tokens truncates " + ", ".join(f"{share:.1%} of {name}" for name, share in truncated.items() if share))
         logger.warning(notes[-1])
@@ -243,6 +243,8 @@ def train(
 
     train_codes = data.label_codes(data.train)
     classes = data.classes
+    descriptions = read_label_descriptions(config.label_descriptions, classes) if config.label_descriptions else None
+    class_texts = label_texts(classes, descriptions)
     key = fingerprint(run_ingredients(config.model, max_length, config.precision))
     phase_seconds: dict[str, float] = {}
     phase_stats: dict[str, dict[str, Any]] = {}
@@ -262,11 +264,12 @@ def train(
             started = time.perf_counter()
             set_seed(config.seed + index)
             if step.phase == "ft":
-                workdir = checkpoints / f"{index}-ft-{fingerprint(key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels)}"
+                workdir = checkpoints / f"{index}-ft-{fingerprint(key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, class_texts)}"
                 validation_codes = data.label_codes(data.validation)[:, -1]
                 head, stats = train_classifier(
                     encoder, data.train.texts, train_codes[:, -1], data.validation.texts, validation_codes,
                     len(classes), phase_config, config.seed + index, workdir, callbacks, resumable=work is not None, precision=config.precision,
+                    class_texts=class_texts, unlabelled_texts=_pool_sample(data.unlabelled_texts, phase_config.self_training_pool, config.seed),
                 )
             else:
                 inputs = _phase_inputs(step.phase, data, phase_config, config.seed)
@@ -312,13 +315,17 @@ def train(
     )
 
 
-def _length_sample(texts: Sequence[str], more: Sequence[str], seed: int) -> list[str]:
+def _length_sample(texts: Sequence[str], seed: int) -> list[str]:
     """At most ``LENGTH_SAMPLE`` of the texts (seeded): enough for a percentile, cheap to tokenise."""
-    pool = list(texts) + list(more)
-    if len(pool) <= LENGTH_SAMPLE:
-        return pool
-    chosen = np.random.default_rng(seed).choice(len(pool), size=LENGTH_SAMPLE, replace=False)
-    return [pool[i] for i in sorted(chosen)]
+    return _pool_sample(texts, LENGTH_SAMPLE, seed)
+
+
+def _pool_sample(texts: Sequence[str], count: int | None, seed: int) -> list[str]:
+    """A seeded sample of at most ``count`` texts in their original order (all of them when ``count`` is None)."""
+    if count is None or len(texts) <= count:
+        return list(texts)
+    chosen = np.random.default_rng(seed).choice(len(texts), size=count, replace=False)
+    return [texts[i] for i in sorted(chosen)]
 
 
 def _snapshot_rows(split: Split, count: int, seed: int) -> list[int]:

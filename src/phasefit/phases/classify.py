@@ -1,4 +1,8 @@
-"""Phase 3: fine-tuning with a two-layer MLP head (transformers Trainer, early stopping, best checkpoint restored)."""
+"""Phase 3: fine-tuning with a head (transformers Trainer, early stopping, best checkpoint restored).
+
+Beyond the paper, as options: a prototype head initialised from the class names, LP-FT's head
+warm-up, a supervised contrastive term beside cross-entropy, and self-training on the pool.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,27 @@ import dataclasses
 import json
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from datasets import Dataset
 from safetensors.torch import load_model, save_model
 from sentence_transformers import SentenceTransformer
+from torch import nn
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..config import ClassifyConfig
 from ..distributed import is_main_process, wait_for_everyone
+from ..errors import ConfigError
+from ..losses import SupervisedContrastiveLoss
 from ..metrics import classification_metrics
-from ..model import ClassificationHead, EncoderClassifier
+from ..model import ClassificationHead, EncoderClassifier, PhaseFitModel, PrototypeHead
 from .common import (
+    FrozenForSteps,
     MainProcessWritesOnly,
     checkpoint_step,
     common_arguments,
@@ -66,6 +75,38 @@ def evaluation_interval(n_examples: int, batch_size: int) -> int:
     return max(10, math.ceil(n_examples / batch_size))
 
 
+@dataclass(frozen=True)
+class ClassifierData:
+    """What FT trains on: labelled train and validation texts, and what the options beyond the paper read."""
+
+    train_texts: Sequence[str]
+    train_labels: np.ndarray
+    validation_texts: Sequence[str]
+    validation_labels: np.ndarray
+    n_classes: int
+    class_texts: Sequence[str] | None = None  # the label names (or descriptions) in code order, for prototype heads
+    unlabelled_texts: Sequence[str] = ()  # the pool that self-training pseudo-labels
+
+    def with_pseudo_labels(self, texts: Sequence[str], labels: np.ndarray) -> "ClassifierData":
+        return dataclasses.replace(
+            self, train_texts=[*self.train_texts, *texts], train_labels=np.concatenate([self.train_labels, np.asarray(labels, dtype=np.int64)])
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """Where and how one FT training runs: seed, work folder (checkpoints), callbacks, resumability, precision."""
+
+    seed: int
+    workdir: Path
+    callbacks: Sequence[TrainerCallback] = ()
+    resumable: bool = False
+    precision: str = "auto"
+
+    def within(self, folder: str, seed_offset: int = 0) -> "TrainingRun":
+        return dataclasses.replace(self, workdir=self.workdir / folder, seed=self.seed + seed_offset)
+
+
 def train_classifier(
     encoder: SentenceTransformer,
     train_texts: Sequence[str],
@@ -79,26 +120,84 @@ def train_classifier(
     callbacks: Sequence[TrainerCallback] = (),
     resumable: bool = False,
     precision: str = "auto",
-) -> tuple[ClassificationHead, dict[str, float]]:
+    *,
+    class_texts: Sequence[str] | None = None,
+    unlabelled_texts: Sequence[str] = (),
+) -> tuple[nn.Module, dict[str, Any]]:
     """Train encoder + head on cross-entropy; stop when validation ``config.metric`` stops improving.
 
     With ``config.learning_rate_grid``, the phase trains once per encoder learning rate of the grid,
     each from the same starting encoder, and keeps the run with the best validation ``metric``
     (ties go to the smaller rate). Finished trials are kept in ``workdir`` (weights and scores), so
     a resumed phase skips them.
+
+    With ``config.self_training_rounds``, the trained classifier then labels ``unlabelled_texts``;
+    its most confident predictions per class join the labelled texts and the phase trains again
+    from the same starting encoder. The round's model is kept only if its validation ``metric`` is
+    better.
     """
-    arguments = (train_texts, train_labels, validation_texts, validation_labels, n_classes)
+    data = ClassifierData(train_texts, train_labels, validation_texts, validation_labels, n_classes, class_texts, list(unlabelled_texts))
+    start = {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()} if config.self_training_rounds else None
+    run = TrainingRun(seed, workdir, callbacks, resumable, precision)
+    head, stats = _train_best_rate(encoder, data, config, run)
+    if not config.self_training_rounds:
+        return head, stats
+    if not data.unlabelled_texts:
+        stats["self_training"] = [{"round": 1, "pseudo_labels": 0, "kept": False, "why": "no unlabelled texts"}]
+        return head, stats
+    rounds = []
+    key = "best_validation_" + config.metric
+    sign = -1.0 if config.metric == "loss" else 1.0
+    for round_number in range(1, config.self_training_rounds + 1):
+        texts, labels = pseudo_labels(PhaseFitModel(encoder, head, [str(code) for code in range(n_classes)]), data, config)
+        if not len(texts):
+            rounds.append({"round": round_number, "pseudo_labels": 0, "kept": False})
+            break
+        best_weights = {name: tensor.detach().clone() for name, tensor in EncoderClassifier(encoder, head).state_dict().items()}
+        encoder.load_state_dict(start)
+        student_head, student_stats = _train_best_rate(encoder, data.with_pseudo_labels(texts, labels), config, run.within(f"self-training-{round_number}", round_number))
+        kept = sign * student_stats[key] > sign * stats[key]
+        rounds.append({"round": round_number, "pseudo_labels": len(texts), key: student_stats[key], "kept": bool(kept)})
+        if not kept:
+            EncoderClassifier(encoder, head).load_state_dict(best_weights)
+            break
+        head, stats = student_head, {**student_stats, "self_training": []}
+    stats["self_training"] = rounds
+    return head, stats
+
+
+def pseudo_labels(model: PhaseFitModel, data: ClassifierData, config: ClassifyConfig) -> tuple[list[str], np.ndarray]:
+    """The pool texts the model is surest of: per class at most ``pseudo_labels_per_class``, each at least ``pseudo_label_confidence``.
+
+    Taking the same number from every class keeps the labelled set's balance instead of adding the
+    classes the model already favours.
+    """
+    labelled = set(data.train_texts)
+    pool = [text for text in dict.fromkeys(data.unlabelled_texts) if text not in labelled]
+    if not pool:
+        return [], np.zeros(0, dtype=np.int64)
+    probabilities = model.predict_proba(pool)
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    chosen: list[int] = []
+    for code in range(data.n_classes):
+        members = np.flatnonzero((predicted == code) & (confidence >= config.pseudo_label_confidence))
+        chosen.extend(members[np.argsort(-confidence[members], kind="stable")][: config.pseudo_labels_per_class].tolist())
+    chosen.sort()
+    return [pool[i] for i in chosen], predicted[chosen].astype(np.int64)
+
+
+def _train_best_rate(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
     if not config.learning_rate_grid:
-        return _train_once(encoder, *arguments, config, seed, workdir, callbacks, resumable, precision)
+        return _train_once(encoder, data, config, run)
     start = {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()}
     trials = []
     for rate in sorted(set(config.learning_rate_grid)):
-        trial_dir = workdir / f"lr-{rate:g}"
+        trial_dir = run.workdir / f"lr-{rate:g}"
         summary = trial_dir / "trial.json"
-        if not (resumable and summary.is_file()):
+        if not (run.resumable and summary.is_file()):
             encoder.load_state_dict(start)
             trial_config = dataclasses.replace(config, learning_rate=rate, learning_rate_grid=[])
-            head, stats = _train_once(encoder, *arguments, trial_config, seed, trial_dir / "run", callbacks, resumable, precision)
+            head, stats = _train_once(encoder, data, trial_config, run.within(f"lr-{rate:g}/run"))
             if is_main_process():
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 save_model(EncoderClassifier(encoder, head), str(trial_dir / "weights.safetensors"))
@@ -108,12 +207,11 @@ def train_classifier(
     key = "best_validation_" + config.metric
     sign = -1.0 if config.metric == "loss" else 1.0
     best = max(trials, key=lambda trial: (sign * trial["stats"][key], -trial["learning_rate"]))
-    torch.manual_seed(seed)
-    head = ClassificationHead(encoder.get_embedding_dimension(), config.head_size, n_classes, config.dropout).to(encoder.device)
-    load_model(EncoderClassifier(encoder, head), str(workdir / f"lr-{best['learning_rate']:g}" / "weights.safetensors"), device=str(encoder.device))
+    head = new_head(encoder, data, config, run.seed)
+    load_model(EncoderClassifier(encoder, head), str(run.workdir / f"lr-{best['learning_rate']:g}" / "weights.safetensors"), device=str(encoder.device))
     wait_for_everyone()
     if is_main_process():
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(run.workdir, ignore_errors=True)
     stats = dict(best["stats"])
     stats["chosen_learning_rate"] = best["learning_rate"]
     stats["learning_rate_trials"] = [
@@ -122,23 +220,31 @@ def train_classifier(
     return head.eval(), stats
 
 
-def _train_once(
-    encoder: SentenceTransformer,
-    train_texts: Sequence[str],
-    train_labels: np.ndarray,
-    validation_texts: Sequence[str],
-    validation_labels: np.ndarray,
-    n_classes: int,
-    config: ClassifyConfig,
-    seed: int,
-    workdir: Path,
-    callbacks: Sequence[TrainerCallback],
-    resumable: bool,
-    precision: str,
-) -> tuple[ClassificationHead, dict[str, float]]:
+def new_head(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, seed: int) -> nn.Module:
+    """The FT head before its first step: a seeded random MLP, or prototypes from the class names and / or the classes' mean embeddings."""
     torch.manual_seed(seed)
-    head = ClassificationHead(encoder.get_embedding_dimension(), config.head_size, n_classes, config.dropout).to(encoder.device)
-    classifier = EncoderClassifier(encoder, head)
+    dimension = encoder.get_embedding_dimension()
+    if config.head == "mlp":
+        return ClassificationHead(dimension, config.head_size, data.n_classes, config.dropout).to(encoder.device)
+    head = PrototypeHead(dimension, data.n_classes, config.prototype_scale).to(encoder.device)
+    parts = []
+    if "names" in config.prototype_init.split("+"):
+        if data.class_texts is None or len(data.class_texts) != data.n_classes:
+            raise ConfigError("option ft.prototype_init 'names' needs the class names (train_classifier(..., class_texts=[...])).")
+        parts.append(encoder.encode(list(data.class_texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False))
+    if "means" in config.prototype_init.split("+"):
+        embeddings = encoder.encode(list(data.train_texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+        labels = torch.as_tensor(np.asarray(data.train_labels), device=embeddings.device)
+        means = torch.stack([embeddings[labels == code].mean(dim=0) if (labels == code).any() else torch.zeros_like(embeddings[0]) for code in range(data.n_classes)])
+        parts.append(nn.functional.normalize(means, dim=-1))
+    return head.initialise(sum(parts))
+
+
+def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
+    train_texts, train_labels, n_classes = data.train_texts, data.train_labels, data.n_classes
+    head = new_head(encoder, data, config, run.seed)
+    contrastive = SupervisedContrastiveLoss(config.contrastive_temperature) if config.contrastive_weight else None
+    classifier = EncoderClassifier(encoder, head, contrastive, config.contrastive_weight)
     encoder.requires_grad_(not config.freeze_encoder)
 
     batch = effective_batch_size(config)
@@ -147,14 +253,14 @@ def _train_once(
     interval = min(evaluation_interval(len(train_texts), batch), max_steps)
     metric = "eval_loss" if config.metric == "loss" else f"eval_{config.metric}"
     args = TrainingArguments(
-        **{**common_arguments(config, seed, workdir, precision), "logging_steps": logging_interval(max_steps)},
+        **{**common_arguments(config, run.seed, run.workdir, run.precision), "logging_steps": logging_interval(max_steps)},
         max_steps=max_steps,
         eval_strategy="steps",
         eval_steps=interval,
         save_strategy="steps",
         save_steps=interval,
         save_total_limit=1,
-        save_only_model=not resumable,
+        save_only_model=not run.resumable,
         load_best_model_at_end=True,
         restore_callback_states_from_checkpoint=True,  # else a resumed run restarts its early-stopping count from zero
         metric_for_best_model=metric,
@@ -168,6 +274,8 @@ def _train_once(
         parameter_groups.append({"params": [p for p in encoder.parameters() if p.requires_grad], "lr": config.learning_rate})
     optimizer = torch.optim.AdamW(parameter_groups, weight_decay=config.weight_decay)
 
+    head_warmup = [FrozenForSteps(encoder, config.head_warmup_steps)] if config.head_warmup_steps and not config.freeze_encoder else []
+
     def compute_metrics(prediction) -> dict[str, float]:
         predicted = np.asarray(prediction.predictions).argmax(axis=-1)
         scores = classification_metrics(np.asarray(prediction.label_ids), predicted, list(range(n_classes)))
@@ -177,22 +285,22 @@ def _train_once(
         model=classifier,
         args=args,
         train_dataset=tokenized_dataset(encoder, train_texts, train_labels),
-        eval_dataset=tokenized_dataset(encoder, validation_texts, validation_labels),
+        eval_dataset=tokenized_dataset(encoder, data.validation_texts, data.validation_labels),
         data_collator=DataCollatorWithPadding(encoder.tokenizer),
         compute_metrics=compute_metrics,
         optimizers=(optimizer, None),
-        callbacks=[EarlyStoppingAfter(config.patience, min_steps=config.min_steps), *callbacks],
+        callbacks=[EarlyStoppingAfter(config.patience, min_steps=config.min_steps), *run.callbacks, *head_warmup],
     )
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
-    resume_from = latest_checkpoint(workdir) if resumable else None
+    resume_from = latest_checkpoint(run.workdir) if run.resumable else None
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         encoder.requires_grad_(True)
     wait_for_everyone()  # every process has loaded the best checkpoint before it goes
     if is_main_process():
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(run.workdir, ignore_errors=True)
     best = trainer.state.best_metric
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     return head.eval(), {

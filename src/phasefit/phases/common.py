@@ -100,22 +100,24 @@ def phase_steps(n_rows: int, config: Any) -> int:
     return max(math.ceil(config.epochs * per_epoch), getattr(config, "min_steps", 0))
 
 
-class DecoderWarmup(TrainerCallback):
-    """For the first ``steps`` optimiser steps only the DAE decoder's own weights learn.
+class FrozenForSteps(TrainerCallback):
+    """For the first ``steps`` optimiser steps ``module`` does not learn; the rest of the model does.
 
-    Its cross-attention starts from random weights; until it has learnt to read the sentence
-    vector, the gradients that reach the encoder through it carry no signal. Dropping the encoder's
-    gradients before the optimiser step leaves the encoder untouched meanwhile (AdamW skips a
-    parameter without a gradient, so no moment estimate or decay moves it either).
+    Used where a freshly initialised part must learn first: the DAE decoder (its cross-attention
+    starts from random weights, so until it reads the sentence vector the gradients that reach the
+    encoder through it carry no signal) and the FT head (LP-FT: a random head's first gradients
+    distort the encoder). Dropping the module's gradients before the optimiser step leaves it
+    untouched meanwhile (AdamW skips a parameter without a gradient, so no moment estimate or decay
+    moves it either).
     """
 
-    def __init__(self, encoder: torch.nn.Module, steps: int) -> None:
-        self.encoder = encoder  # the module, not its parameters: the trainer may swap those when it sets up
+    def __init__(self, module: torch.nn.Module, steps: int) -> None:
+        self.module = module  # the module, not its parameters: the trainer may swap those when it sets up
         self.steps = steps
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         if state.global_step < self.steps:
-            for parameter in self.encoder.parameters():
+            for parameter in self.module.parameters():
                 parameter.grad = None
 
 
@@ -239,7 +241,7 @@ def run_sentence_trainer(
     )
     extra: list[TrainerCallback] = [LossStateCheckpoint(loss_state)] if checkpoint_steps and loss_state is not None else []
     if loss_state is not None and getattr(config, "decoder_warmup_steps", 0):
-        extra.append(DecoderWarmup(model, config.decoder_warmup_steps))
+        extra.append(FrozenForSteps(model, config.decoder_warmup_steps))
     trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[*callbacks, *extra])
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)

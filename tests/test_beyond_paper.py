@@ -1,0 +1,203 @@
+"""Options beyond the paper: class names as text, the prototype head, LP-FT's head warm-up, the
+supervised contrastive term in FT, and self-training on the unlabelled pool."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import toy_rows
+from sentence_transformers import SentenceTransformer
+from typer.testing import CliRunner
+
+from phasefit import PhaseFitModel, train
+from phasefit.cli import app
+from phasefit.config import ClassifyConfig
+from phasefit.errors import ConfigError, DataError, ModelFilesError
+from phasefit.label_names import label_texts, read_label_descriptions
+from phasefit.losses import SupervisedContrastiveLoss
+from phasefit.model import EncoderClassifier, PrototypeHead, head_from_config
+from phasefit.phases.classify import ClassifierData, new_head, pseudo_labels, train_classifier
+
+
+@pytest.fixture()
+def toy():
+    rows = toy_rows({"sport": 24, "weather": 24, "food": 24}, seed=5)
+    names = sorted({r["label"] for r in rows})
+    return [r["text"] for r in rows], np.array([names.index(r["label"]) for r in rows])
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        (["atis_flight", "atis_airfare", "atis_flight#atis_airfare", "atis_ground_service"], ["flight", "airfare", "flight and airfare", "ground service"]),
+        (["PlayMusic", "AddToPlaylist", "GetWeather"], ["play music", "add to playlist", "get weather"]),
+        (["Business", "Sci/Tech", "World"], ["business", "sci tech", "world"]),
+        (["very negative", "neutral"], ["very negative", "neutral"]),
+        (["intent-a", "intent-b"], ["a", "b"]),
+        (["0", "1"], ["0", "1"]),
+    ],
+)
+def test_label_names_become_words(labels, expected):
+    assert label_texts(labels) == expected
+
+
+def test_label_descriptions_override_names_and_bad_files_are_named(tmp_path):
+    good = tmp_path / "labels.yaml"
+    good.write_text(yaml.safe_dump({"0": "a bad review", "1": "a good review"}))
+    assert label_texts(["0", "1"], read_label_descriptions(good, ["0", "1"])) == ["a bad review", "a good review"]
+    tsv = tmp_path / "labels.tsv"
+    tsv.write_text("0\tnegative\n1\tpositive\n")
+    assert read_label_descriptions(tsv) == {"0": "negative", "1": "positive"}
+    cases = {
+        "missing.yaml": (None, "no such file"),
+        "list.yaml": ("- a\n- b\n", "expected a mapping"),
+        "broken.json": ("{'0': ", "not valid JSON"),
+        "empty.yaml": ("'0': ''\n", "label '0' needs a non-empty text description"),
+        "unknown.yaml": ("'7': seven\n", "'7' not among the training labels"),
+        "columns.tsv": ("0\tnegative\textra\n", "line 1: write 'label<TAB>description'"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_text(content)
+        with pytest.raises(DataError, match=message) as error:
+            read_label_descriptions(path, ["0", "1"])
+        assert name in str(error.value)
+
+
+def test_prototype_head_scores_scaled_cosine_to_each_class_vector():
+    head = PrototypeHead(3, 2, scale=10.0).initialise(torch.tensor([[2.0, 0, 0], [0, 0, 5.0]]))
+    logits = head(torch.tensor([[1.0, 0, 0], [0, 3.0, 3.0]]))
+    assert torch.allclose(logits, torch.tensor([[10.0, 0.0], [0.0, 10.0 / 2**0.5]]), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(3, 3\) prototype vectors given for a head of shape \(2, 3\)"):
+        head.initialise(torch.zeros(3, 3))
+    assert isinstance(head_from_config(head.config()), PrototypeHead)
+    assert head_from_config({"input_size": 3, "hidden_size": 4, "n_classes": 2, "dropout": 0.1}).config()["kind"] == "mlp"  # models saved before heads had kinds
+    with pytest.raises(ModelFilesError, match="head kind 'tree'"):
+        head_from_config({"kind": "tree"})
+
+
+def test_prototypes_start_from_the_class_names_or_the_class_means(tiny_model, toy):
+    texts, labels = toy
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    data = ClassifierData(texts, labels, texts, labels, 3, ["food", "sport", "weather"])
+    names = encoder.encode(["food", "sport", "weather"], convert_to_tensor=True, normalize_embeddings=True)
+    from_names = new_head(encoder, data, ClassifyConfig(head="prototype", prototype_init="names"), 0)
+    assert torch.allclose(from_names.prototypes, names, atol=1e-5)
+    embeddings = encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True)
+    means = torch.nn.functional.normalize(torch.stack([embeddings[torch.as_tensor(labels == code)].mean(0) for code in range(3)]), dim=-1)
+    assert torch.allclose(new_head(encoder, data, ClassifyConfig(head="prototype", prototype_init="means"), 0).prototypes, means, atol=1e-5)
+    both = new_head(encoder, data, ClassifyConfig(head="prototype", prototype_init="names+means"), 0).prototypes
+    assert torch.allclose(both, torch.nn.functional.normalize(names + means, dim=-1), atol=1e-5)
+    with pytest.raises(ConfigError, match="needs the class names"):
+        new_head(encoder, ClassifierData(texts, labels, texts, labels, 3), ClassifyConfig(head="prototype"), 0)
+
+
+def test_supervised_contrastive_loss_matches_its_definition_and_is_zero_without_partners():
+    loss = SupervisedContrastiveLoss(temperature=0.5)
+    embeddings = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], requires_grad=True)
+    value = loss(embeddings, torch.tensor([0, 0, 1]))
+    similarity = (embeddings @ embeddings.T / 0.5).detach()
+    expected = []
+    for anchor, partner, other in ((0, 1, 2), (1, 0, 2)):
+        expected.append(-(similarity[anchor, partner] - torch.logsumexp(similarity[anchor, [partner, other]], 0)))
+    assert value.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    alone = loss(embeddings, torch.tensor([0, 1, 2]))
+    alone.backward()
+    assert alone.item() == 0.0 and torch.isfinite(embeddings.grad).all()
+    tight = loss(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]]), torch.tensor([0, 0, 1]))
+    assert tight < value  # same-class embeddings closer: lower loss
+
+
+def test_contrastive_term_joins_cross_entropy_in_training_only(tiny_model, toy):
+    texts, labels = toy
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    head = PrototypeHead(32, 3)
+    classifier = EncoderClassifier(encoder, head, SupervisedContrastiveLoss(0.1), contrastive_weight=0.5)
+    features = encoder.tokenize(texts[:8])
+    target = torch.as_tensor(labels[:8])
+    classifier.eval()
+    with torch.no_grad():
+        evaluated = classifier(labels=target, **features)
+        embeddings = encoder(dict(features))["sentence_embedding"]
+    cross_entropy = torch.nn.functional.cross_entropy(head(embeddings), target)
+    assert evaluated["loss"].item() == pytest.approx(cross_entropy.item(), rel=1e-5)
+    classifier.train()
+    encoder.eval()  # no dropout, so that the two passes see the same embeddings
+    with torch.no_grad():
+        trained = classifier(labels=target, **features)
+    expected = cross_entropy + 0.5 * SupervisedContrastiveLoss(0.1)(embeddings, target)
+    assert trained["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def _encoder_weights(encoder):
+    return {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()}
+
+
+def test_head_warmup_keeps_the_encoder_still_while_the_head_learns(tiny_model, toy, tmp_path):
+    texts, labels = toy
+    config = ClassifyConfig(epochs=4, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=10, head_warmup_steps=1000)
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    before = _encoder_weights(encoder)
+    head, stats = train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, config, 0, tmp_path / "frozen")
+    assert stats["steps"] >= 8
+    assert all(torch.equal(before[name], tensor) for name, tensor in encoder.state_dict().items())
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, ClassifyConfig(**{**config.__dict__, "head_warmup_steps": 2}), 0, tmp_path / "lpft")
+    assert not all(torch.equal(before[name], tensor) for name, tensor in encoder.state_dict().items())
+
+
+def test_pseudo_labels_take_the_surest_texts_per_class_and_skip_labelled_ones():
+    class Fixed:
+        def predict_proba(self, texts, batch_size=64):
+            table = {"a1": [0.99, 0.01], "a2": [0.95, 0.05], "a3": [0.6, 0.4], "b1": [0.02, 0.98], "b2": [0.1, 0.9], "seen": [1.0, 0.0]}
+            return np.array([table[text] for text in texts])
+
+    data = ClassifierData(["seen"], np.array([0]), [], np.array([]), 2, unlabelled_texts=["a3", "b2", "a1", "seen", "a2", "b1", "a1"])
+    texts, labels = pseudo_labels(Fixed(), data, ClassifyConfig(pseudo_labels_per_class=1, pseudo_label_confidence=0.9))
+    assert sorted(zip(texts, labels.tolist())) == [("a1", 0), ("b1", 1)]
+    texts, labels = pseudo_labels(Fixed(), data, ClassifyConfig(pseudo_labels_per_class=5, pseudo_label_confidence=0.92))
+    assert sorted(zip(texts, labels.tolist())) == [("a1", 0), ("a2", 0), ("b1", 1)]
+
+
+def test_self_training_keeps_the_student_only_when_validation_improves(tiny_model, toy, tmp_path):
+    texts, labels = toy
+    config = ClassifyConfig(
+        epochs=3, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=3,
+        self_training_rounds=2, pseudo_labels_per_class=6, pseudo_label_confidence=0.0,
+    )
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    head, stats = train_classifier(encoder, texts[:12], labels[:12], texts[54:], labels[54:], 3, config, 0, tmp_path / "st", unlabelled_texts=texts[12:54])
+    rounds = stats["self_training"]
+    assert 1 <= len(rounds) <= 2 and 0 < rounds[0]["pseudo_labels"] <= 18  # at most 6 per class
+    assert all(r["kept"] for r in rounds[:-1])
+    if not rounds[-1]["kept"]:
+        assert rounds[-1]["best_validation_accuracy"] <= stats["best_validation_accuracy"]
+    embeddings = torch.as_tensor(encoder.encode(texts[54:]))
+    accuracy = (head(embeddings).argmax(-1).numpy() == labels[54:]).mean()
+    assert accuracy == pytest.approx(stats["best_validation_accuracy"])  # the weights in place are the kept model's
+    _, alone = train_classifier(SentenceTransformer(tiny_model, device="cpu"), texts[:12], labels[:12], texts[54:], labels[54:], 3, config, 0, tmp_path / "none")
+    assert alone["self_training"][0]["why"] == "no unlabelled texts"
+
+
+def test_a_prototype_run_reads_descriptions_and_round_trips(toy_folder, fast_options, tmp_path):
+    descriptions = tmp_path / "labels.json"
+    descriptions.write_text(json.dumps({"food": "cooking and meals", "sport": "a team game"}))
+    options = {**fast_options, "label_descriptions": str(descriptions), "ft": {**fast_options["ft"], "head": "prototype", "contrastive_weight": 0.1, "head_warmup_steps": 1}}
+    result = train(toy_folder, options, recipe="ft")
+    model = result.model
+    assert isinstance(model.head, PrototypeHead)
+    saved = model.save_pretrained(tmp_path / "model")
+    assert json.loads((saved / "phasefit.json").read_text())["head"]["kind"] == "prototype"
+    loaded = PhaseFitModel.from_pretrained(saved)
+    probe = ["rain and snow today", "pizza with cheese"]
+    assert np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), atol=1e-5)
+
+
+def test_cli_names_a_missing_descriptions_file_before_training(toy_folder, tiny_model, tmp_path):
+    result = CliRunner().invoke(app, ["train", str(toy_folder), "--model", tiny_model, "--label-descriptions", str(tmp_path / "nope.yaml"), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "nope.yaml: no such file" in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
