@@ -56,6 +56,12 @@ def device_name() -> str:
     return f"cpu ({os.cpu_count()} cores, {socket.gethostname()})"
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 # Records written before models were labelled by name carry the default model's folder name.
 LEGACY_MODEL_LABELS = {"model": "all-MiniLM-L6-v2"}
 
@@ -311,6 +317,7 @@ def run_one(
         **({"sittings": clock.sittings, "sitting_commits": clock.commits} if clock.sittings > 1 else {}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average": round(os.getloadavg()[0], 2),
+        "torch_threads": torch_threads(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **outcome,
     }
@@ -329,7 +336,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     model = args.model or default_model_path()
     model_name = model_label(model)
     plan = [(d, r, m, s) for d in args.datasets for r in args.regimes for s in args.seeds for m in args.methods]

@@ -33,7 +33,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 # Raise when a measurement's method changes; the report shows only the current version's rows.
-THROUGHPUT_VERSION = 2  # 2: the raw loop trains with dropout on, as the trainers do
+BENCHMARK_VERSIONS = {
+    "throughput": 2,  # 2: the raw loop trains with dropout on, as the trainers do
+    "onnx": 2,  # 2: ONNX batches texts of similar length (as encode does); int8 weights quantised per channel
+}
 RECORDS = Path(os.environ.get("PHASEFIT_SPEED_RECORDS", HERE / "results" / "speed" / "speed.jsonl"))
 SST2 = HERE.parent.parent / "shared" / "datasets" / "sst2"
 
@@ -229,7 +232,7 @@ def throughput(phases: list[str], steps: int, batch_size: int, repeats: int, max
         raw = statistics.median(t[1] for t in timings)
         examples = steps * batch_size
         save({
-            "benchmark": "throughput", "benchmark_version": THROUGHPUT_VERSION, "phase": phase, "steps": steps, "batch_size": batch_size, "max_length": max_length, "repeats": repeats,
+            "benchmark": "throughput", "benchmark_version": BENCHMARK_VERSIONS["throughput"], "phase": phase, "steps": steps, "batch_size": batch_size, "max_length": max_length, "repeats": repeats,
             "phasefit_examples_per_second": round(examples / ours, 2), "raw_examples_per_second": round(examples / raw, 2),
             "ratio": round(raw / ours, 3), "phasefit_seconds": [round(t[0], 2) for t in timings], "raw_seconds": [round(t[1], 2) for t in timings],
         })
@@ -332,7 +335,7 @@ def onnx_speed(model_dir: Path, data: Path, split: str, count: int, repeats: int
             whole = timed(lambda: run(32, texts), repeats)
             labels = backend.predict_proba(texts, batch_size=32).argmax(axis=1)
             save({
-                "benchmark": "onnx", "backend": name, "model": model.info.get("base_model", "").split("/")[-1], "data": f"{data.name}/{split}",
+                "benchmark": "onnx", "benchmark_version": BENCHMARK_VERSIONS["onnx"], "backend": name, "model": model.info.get("base_model", "").split("/")[-1], "data": f"{data.name}/{split}",
                 "texts": len(texts), "size_mb": round(size / 2**20, 1), "latency_batch1_ms": round(1000 * single, 2),
                 "latency_batch32_ms": round(1000 * batch32, 1), "texts_per_second": round(len(texts) / whole, 1),
                 "agreement_with_pytorch": round(float(np.mean(labels == reference)), 4),
@@ -405,8 +408,7 @@ def report() -> None:
     }
     for name, (title, columns) in sections.items():
         rows = [r for r in records if r.get("benchmark") == name]
-        if name == "throughput":
-            rows = [r for r in rows if r.get("benchmark_version", 1) == THROUGHPUT_VERSION]
+        rows = [r for r in rows if r.get("benchmark_version", 1) == BENCHMARK_VERSIONS.get(name, 1)]
         if not rows:
             continue
         lines += [f"## {title}", "", "| " + " | ".join(columns) + " | commit |", "|" + "---|" * (len(columns) + 1)]

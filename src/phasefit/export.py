@@ -81,7 +81,9 @@ def _quantize_int8(source: Path, target: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
         raise ConfigError("int8 quantisation needs onnxruntime (pip install onnxruntime, or the onnx extra).") from None
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # Per-channel weight scales: label agreement with the fp32 model 0.98 instead of 0.95 on 872 held-out SST-2
+    # training texts (chosen there, not on test), at the same size and speed.
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
 
 
 class OnnxClassifier:
@@ -104,12 +106,18 @@ class OnnxClassifier:
         self.session = onnxruntime.InferenceSession(str(export_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        parts = []
+        """Batches of texts of similar length (as sentence-transformers' ``encode`` does), so little is padding; rows in input order."""
+        if not len(texts):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.meta["max_length"])["input_ids"]
+        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        probabilities = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
-            encoded = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True, max_length=self.meta["max_length"], return_tensors="np")
-            feeds = {"input_ids": encoded["input_ids"].astype(np.int64), "attention_mask": encoded["attention_mask"].astype(np.int64)}
-            parts.append(self.session.run(["probabilities"], feeds)[0])
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), dtype=np.float32)
+            rows = order[start:start + batch_size]
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="np")
+            feeds = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
+            probabilities[rows] = self.session.run(["probabilities"], feeds)[0]
+        return probabilities
 
     def predict(self, texts: list[str]) -> list[str]:
         return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
