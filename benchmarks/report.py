@@ -228,6 +228,7 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
                 ahead, behind, shared = paired_counts(new, other)
                 lines.append(f"- {dataset}, {regime}: 3phase (val-budget) {compare(list(new.values()), list(other.values()))} {label}; seed by seed ahead {ahead}, behind {behind} of {shared}.")
     lines += budget_decision(seeded)
+    lines += component_decisions(seeded)
     steps = defaultdict(list)
     for record in records:
         for phase in ("dae", "cl"):
@@ -238,6 +239,40 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"- {profile} {phase}: median {statistics.median(r[0] for r in rows):.0f} steps, loss {statistics.median(r[1] for r in rows):.3f} → "
             f"{statistics.median(r[2] for r in rows):.3f} (first → last logged, medians over {len(rows)} runs)."
+        )
+    return lines
+
+
+# Issue 28's components, each an FT option under a validation profile, judged against the run it adds to. The rule
+# was written down before any of these runs was read: a component stays if, over the (dataset, regime, seed) runs
+# both have, it gains at least KEEP_MARGIN points of validation accuracy on average and is ahead in at least half.
+COMPONENTS = [
+    ("ft (val-proto)", "ft (val-old)", "prototype head from class names + class means, instead of the random MLP head"),
+    ("ft (val-lpft)", "ft (val-old)", "LP-FT: the MLP head alone for the first 50 steps"),
+    ("ft (val-proto-supcon)", "ft (val-proto)", "a supervised contrastive term (weight 0.5) beside cross-entropy"),
+    ("ft (val-proto-self)", "ft (val-proto)", "one round of self-training on the unlabelled pool"),
+]
+KEEP_MARGIN = 0.5
+
+
+def component_decisions(seeded: dict[tuple, dict[int, float]]) -> list[str]:
+    """Each component of COMPONENTS kept or dropped by the rule above, from validation accuracy only."""
+    lines = []
+    for name, base, what in COMPONENTS:
+        pairs = [
+            (runs[seed], seeded[(d, r, base)][seed])
+            for (d, r, column), runs in seeded.items() if column == name and (d, r, base) in seeded
+            for seed in runs if seed in seeded[(d, r, base)]
+        ]
+        if not pairs:
+            continue
+        difference = statistics.mean(new - old for new, old in pairs)
+        ahead = sum(new > old for new, old in pairs)
+        verdict = "kept" if difference >= KEEP_MARGIN and 2 * ahead >= len(pairs) else "dropped"
+        lines.append(
+            f"- Component {name} ({what}) against {base}: over {len(pairs)} paired run(s) mean difference {difference:+.2f} points, "
+            f"ahead in {ahead}: **{verdict}** (rule fixed before the runs were read: kept at a mean gain of at least {KEEP_MARGIN} points "
+            "and ahead in at least half)."
         )
     return lines
 
