@@ -192,8 +192,13 @@ def test_a_prototype_run_reads_descriptions_and_round_trips(toy_folder, fast_opt
     saved = model.save_pretrained(tmp_path / "model")
     assert json.loads((saved / "phasefit.json").read_text())["head"]["kind"] == "prototype"
     loaded = PhaseFitModel.from_pretrained(saved)
-    probe = ["rain and snow today", "pizza with cheese"]
+    probe = ["rain and snow today", "pizza with cheese", "the coach of the team was very happy with the match"]
     assert np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    from phasefit.export import export_onnx, onnx_predict_proba
+
+    exported = export_onnx(saved, tmp_path / "onnx")
+    assert np.abs(onnx_predict_proba(exported, probe) - model.predict_proba(probe)).max() < 1e-4
 
 
 def test_cli_names_a_missing_descriptions_file_before_training(toy_folder, tiny_model, tmp_path):
