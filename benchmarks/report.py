@@ -251,6 +251,7 @@ COMPONENTS = [
     ("ft (val-lpft)", "ft (val-old)", "LP-FT: the MLP head alone for the first 50 steps"),
     ("ft (val-proto-supcon)", "ft (val-proto)", "a supervised contrastive term (weight 0.5) beside cross-entropy"),
     ("ft (val-proto-self)", "ft (val-proto)", "one round of self-training on the unlabelled pool"),
+    ("3phase (val-proto-supcon)", "ft (val-proto-supcon)", "the DAE and CL phases (val-budget budgets) before the same FT"),
 ]
 KEEP_MARGIN = 0.5
 

@@ -232,3 +232,14 @@ def test_the_run_clock_adds_each_phases_seconds_across_sittings(tmp_path, monkey
     assert second.across_sittings({"dae": 0.5, "ft": 7.0}) == {"dae": 10.5, "ft": 12.0}
     assert second.across_sittings({"ft": 1.0}, "lr-2e-05") == {"ft": 3.0}
     assert second.across_sittings({"ft": 1.0}, "lr-5e-05") == {"ft": 1.0}
+
+
+def test_component_rule_keeps_only_a_gain_of_half_a_point_ahead_in_half_the_paired_runs():
+    base, name = "ft (val-proto)", "ft (val-proto-self)"
+    kept = {("snips", "8", base): {1: 90.0, 2: 91.0}, ("snips", "8", name): {1: 91.0, 2: 91.0, 3: 99.0}}
+    line = report.component_decisions(kept)[0]
+    assert "over 2 paired run(s) mean difference +0.50 points, ahead in 1: **kept**" in line
+    small = {("snips", "8", base): {1: 90.0, 2: 91.0}, ("snips", "8", name): {1: 90.9, 2: 91.0}}
+    assert "**dropped**" in report.component_decisions(small)[0]
+    one_big_win = {("snips", "8", base): {1: 90.0, 2: 91.0, 3: 92.0}, ("snips", "8", name): {1: 95.0, 2: 90.0, 3: 91.0}}
+    assert "ahead in 1: **dropped**" in report.component_decisions(one_big_win)[0]

@@ -206,3 +206,14 @@ def test_cli_names_a_missing_descriptions_file_before_training(toy_folder, tiny_
     assert result.exit_code == 2, result.output
     assert "nope.yaml: no such file" in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_3phase_plus_is_the_fine_tuning_that_validation_kept():
+    from pathlib import Path
+
+    from phasefit import RECIPES
+
+    profile = Path(__file__).resolve().parents[1] / "benchmarks" / "profiles" / "val-proto-supcon.yaml"
+    validated = yaml.safe_load(profile.read_text())["ft"]
+    assert RECIPES["3phase+"].phases == ["ft"]
+    assert RECIPES["3phase+"].overrides()["ft"] == validated

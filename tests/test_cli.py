@@ -148,10 +148,10 @@ def test_unseen_test_labels_are_reported_by_name(tmp_path, tiny_model):
     assert result.exit_code == 2 and "'food'" in result.output
 
 
-def test_recipes_command_lists_all_seven():
+def test_recipes_command_lists_all_eight():
     result = runner.invoke(app, ["recipes"])
     assert result.exit_code == 0
-    for name in ("3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft"):
+    for name in ("3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft", "3phase+"):
         assert name in result.output
 
 

