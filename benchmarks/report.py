@@ -18,7 +18,7 @@ from run import LEGACY_MODEL_LABELS, read_json_lines
 from scipy.stats import binomtest
 
 HERE = Path(__file__).resolve().parent
-MAIN_COLUMNS = ["3phase", "joint", "ft", "tuned-ft", "setfit"]
+MAIN_COLUMNS = ["3phase", "joint", "ft", "3phase+", "tuned-ft", "setfit"]
 ABLATION_COLUMNS = ["3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft"]
 PAPER_NAMES = {"sst2": "SST-2", "sst5": "SST-5", "snips": "SNIPS2", "snips_builtin": "SNIPS", "ag_news": "AG News", "imdb": "IMDB"}
 REGIME_ORDER = {"8": 0, "64": 1, "full": 2}
@@ -183,6 +183,10 @@ def build_report(
         "",
     ]
     lines += plain_words(accuracy_by_seed, keys, contrastive_pairs(records))
+    lines += ["", "## 3phase+ against the better of tuned FT and SetFit (issue 28's bar; test accuracy)", ""]
+    lines += bar_lines(accuracy_by_seed, keys)
+    lines += ["", "## Which recipe for how much labelled data (test accuracy; also at the top of the README)", ""]
+    lines += which_recipe_lines(accuracy, keys)
     lines += grid_edge_lines(records)
     lines += validation_lines(validation or [])
     lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
@@ -333,6 +337,85 @@ def tally_lines(seeded, keys) -> list[str]:
                 f"equal in {paired - ahead - behind}" + (f" (two-sided sign test on the unequal ones: p = {binomtest(ahead, ahead + behind).pvalue:.3f})." if ahead + behind else ".")
             )
     return out
+
+
+PEERS = ("tuned-ft", "setfit")
+BAR_REGIMES = ("8", "64")
+BAR_SEEDS = {"8": 5, "64": 3}
+
+
+def bar_lines(seeded, keys, challenger: str = "3phase+") -> list[str]:
+    """Issue 28's bar, from the records: the challenger beats the better of tuned FT and SetFit (by mean) beyond the
+    larger seed std in at least 5 cells, loses in none, and is ahead of each peer run by run with a two-sided sign test
+    p < 0.05 (paired on the same dataset, regime and seed, hence the same labelled draw)."""
+    cells = [(d, r) for d, r in keys if r in BAR_REGIMES and seeded.get((d, r, challenger))]
+    if not cells:
+        return ["- No 3phase+ runs on test yet."]
+    outcomes: dict[str, list[str]] = {"beats": [], "ties": [], "loses": []}
+    out, short = [], []
+    for dataset, regime in cells:
+        mine = seeded[(dataset, regime, challenger)]
+        peers = {peer: seeded[(dataset, regime, peer)] for peer in PEERS if seeded.get((dataset, regime, peer))}
+        if len(mine) < BAR_SEEDS[regime] or any(len(v) < BAR_SEEDS[regime] for v in peers.values()) or len(peers) < len(PEERS):
+            short.append(f"{dataset}/{regime}")
+        if not peers:
+            continue
+        best = max(peers, key=lambda peer: statistics.mean(peers[peer].values()))
+        outcome = verdict(list(mine.values()), list(peers[best].values()))
+        if outcome:
+            outcomes[outcome].append(f"{dataset}/{regime}")
+        out.append(f"- {dataset}, {regime}: {challenger} {compare(list(mine.values()), list(peers[best].values()))} the better peer ({best}).")
+    tests = []
+    for peer in PEERS:
+        ahead = behind = 0
+        for dataset, regime in cells:
+            cell_ahead, cell_behind, _ = paired_counts(seeded[(dataset, regime, challenger)], seeded.get((dataset, regime, peer), {}))
+            ahead, behind = ahead + cell_ahead, behind + cell_behind
+        p_value = binomtest(ahead, ahead + behind).pvalue if ahead + behind else 1.0
+        tests.append((peer, ahead, behind, p_value))
+    met = len(outcomes["beats"]) >= 5 and not outcomes["loses"] and all(a > b and p < 0.05 for _, a, b, p in tests)
+    summary = [
+        f"- Over {sum(map(len, outcomes.values()))} cell(s) with two or more seeds on each side: {challenger} beats the better peer in "
+        f"{len(outcomes['beats'])}, ties in {len(outcomes['ties'])}, loses in {len(outcomes['loses'])}"
+        + (f" ({', '.join(outcomes['loses'])})" if outcomes["loses"] else "") + ".",
+        *(f"- Run by run against {peer}: ahead in {a}, behind in {b} (two-sided sign test p = {p:.3f})." for peer, a, b, p in tests),
+        f"- The bar (at least 5 wins, no loss, ahead of each peer with p < 0.05): **{'met' if met else 'not met'}**."
+        + (f" Cells short of their seeds (5 at 8 per class, 3 at 64) on some side: {', '.join(short)}." if short else ""),
+    ]
+    return summary + out
+
+
+WHICH_RECIPE_METHODS = ("3phase+", "3phase", "ft", "tuned-ft", "setfit")
+REGIME_WORDS = {"8": "about 8 per class", "64": "about 64 per class", "full": "thousands (a full training set)"}
+
+
+def which_recipe_lines(accuracy, keys) -> list[str]:
+    """The README's opening table: per regime, the method with the best mean test accuracy over the datasets on which
+    every method that has a record in that regime has one (so that no method is averaged over easier data)."""
+    lines = ["| labelled texts | pick | mean test accuracy % over the same datasets | datasets |", "|---|---|---|---|"]
+    for regime in ("8", "64", "full"):
+        methods = [m for m in WHICH_RECIPE_METHODS if any(accuracy.get((d, r, m)) for d, r in keys if r == regime)]
+        datasets = [d for d, r in keys if r == regime and all(accuracy.get((d, r, m)) for m in methods)]
+        if len(methods) < 2 or not datasets:
+            continue
+        means = {m: statistics.mean(statistics.mean(accuracy[(d, regime, m)]) for d in datasets) for m in methods}
+        ranked = sorted(means, key=lambda m: -means[m])
+        lines.append(f"| {REGIME_WORDS[regime]} | `{ranked[0]}` | " + ", ".join(f"{m} {means[m]:.2f}" for m in ranked) + f" | {', '.join(datasets)} |")
+    return lines if len(lines) > 2 else ["Not measured yet."]
+
+
+WHICH_RECIPE_MARKERS = ("<!-- which-recipe: generated by benchmarks/report.py -->", "<!-- /which-recipe -->")
+
+
+def write_which_recipe(readme: Path, lines: list[str]) -> None:
+    """Replace the block between the markers in the README with the table (no-op when the markers are absent)."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = WHICH_RECIPE_MARKERS
+    if start not in text or end not in text:
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail, encoding="utf-8")
 
 
 def speed_lines(records) -> list[str]:
@@ -585,12 +668,16 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--method-file", type=Path, default=HERE.parent.parent / "shared" / "METHOD.md")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--readme", type=Path, default=HERE.parent / "README.md", help="its which-recipe block is rewritten from the records")
     args = parser.parse_args()
     superseded = len(read_records(args.results / "superseded"))
     validation = read_records(args.results / "validation")
     report = build_report(read_records(args.results), args.method_file, HERE / "results" / "accuracy.png", superseded, validation)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}")
+    records = read_records(args.results)
+    accuracy = summarise(by_seed(records, "accuracy"))
+    write_which_recipe(args.readme, which_recipe_lines(accuracy, in_table_order({(d, r) for d, r, _ in accuracy})))
 
 
 if __name__ == "__main__":

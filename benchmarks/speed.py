@@ -4,6 +4,7 @@
     python benchmarks/speed.py throughput           # each phase's training against a hand-written PyTorch loop
     python benchmarks/speed.py inference            # PhaseFitModel.predict against encode + head matmul
     python benchmarks/speed.py end-to-end           # 3phase / ft wall time, from the experiment records
+    python benchmarks/speed.py side-by-side --dataset sst2 --regime 8   # 3phase+ and SetFit trained in turn, same cell
     python benchmarks/speed.py onnx --model-dir runs/sst2-ft     # PyTorch vs ONNX fp32 vs int8: size, latency, agreement
     python benchmarks/speed.py serve-load --model-dir runs/sst2-ft   # `phasefit serve` under 1 / 16 / 64 clients
     python benchmarks/speed.py report               # rebuild SPEED.md from the records
@@ -292,6 +293,37 @@ def end_to_end() -> None:
         })
 
 
+def side_by_side(dataset: str, regime: str, seed: int, methods: list[str], repeats: int, profile: str, data_root: Path) -> None:
+    """Train each method on the same cell in turn (alternating, `repeats` rounds, no phase cache), so that both see
+    the same machine and load; each run's wall time is the runner's clock: loading, training and evaluation."""
+    from run import run_one
+
+    from phasefit.config import default_model_path
+
+    for round_index in range(repeats):
+        for method in methods if round_index % 2 == 0 else methods[::-1]:
+            record = run_one(dataset, regime, method, seed, default_model_path(), profile, data_root, cache_dir=None)
+            save({
+                "benchmark": "side-by-side", "dataset": dataset, "regime": regime, "seed": seed, "method": method, "profile": profile,
+                "round": round_index, "wall_seconds": record["wall_seconds"], "validation_accuracy": record["validation_accuracy"],
+            })
+
+
+def side_by_side_lines(rows: list[dict[str, Any]], reference: str = "setfit") -> list[str]:
+    """Median wall seconds per (cell, method) over the rounds, and each method's ratio to the reference's median."""
+    seconds: dict[tuple, dict[str, list[float]]] = {}
+    for row in rows:
+        seconds.setdefault((row["dataset"], str(row["regime"]), row["seed"]), {}).setdefault(row["method"], []).append(row["wall_seconds"])
+    lines = ["| dataset | regime | seed | method | runs | median wall seconds | ratio to " + reference + " |", "|---|---|---|---|---|---|---|"]
+    for (dataset, regime, seed), methods in sorted(seconds.items()):
+        base = statistics.median(methods[reference]) if reference in methods else None
+        for method, values in sorted(methods.items()):
+            median = statistics.median(values)
+            ratio = f"{median / base:.2f}" if base else "–"
+            lines.append(f"| {dataset} | {regime} | {seed} | {method} | {len(values)} | {median:.0f} | {ratio} |")
+    return lines
+
+
 # ---------------------------------------------------------------- deployment: ONNX int8 and the HTTP server
 
 
@@ -406,6 +438,11 @@ def report() -> None:
                   ["backend", "clients", "requests", "texts_per_request", "requests_per_second", "p50_ms", "p99_ms", "load_average"]),
         "end-to-end": ("End to end: 3phase against ft on the same data and seed (wall seconds, from the experiment records)", ["dataset", "regime", "seed", "3phase_seconds", "ft_seconds", "ratio", "phase_seconds", "cached_phases"]),
     }
+    pairs = [r for r in records if r.get("benchmark") == "side-by-side"]
+    if pairs:
+        lines += ["## 3phase+ against SetFit, trained in turn on the same cell (wall seconds; issue 28's bar: ratio at most 2)", "",
+                  *side_by_side_lines(pairs), "", f"Load average while these ran: {min(r['load_average'] for r in pairs)}–{max(r['load_average'] for r in pairs)} "
+                  f"({sorted({r['torch_threads'] for r in pairs})} torch threads).", ""]
     for name, (title, columns) in sections.items():
         rows = [r for r in records if r.get("benchmark") == name]
         rows = [r for r in rows if r.get("benchmark_version", 1) == BENCHMARK_VERSIONS.get(name, 1)]
@@ -450,6 +487,14 @@ def main() -> None:
     load.add_argument("--requests-per-client", type=int, default=8)
     load.add_argument("--texts-per-request", type=int, default=4)
     commands.add_parser("end-to-end")
+    sides = commands.add_parser("side-by-side")
+    sides.add_argument("--dataset", default="sst2")
+    sides.add_argument("--regime", default="8")
+    sides.add_argument("--seed", type=int, default=1)
+    sides.add_argument("--methods", nargs="+", default=["3phase+", "setfit"])
+    sides.add_argument("--repeats", type=int, default=1)
+    sides.add_argument("--profile", default="cpu")
+    sides.add_argument("--data-root", type=Path, default=SST2.parent)
     commands.add_parser("report")
     args = parser.parse_args()
     if args.command == "data-prep":
@@ -466,6 +511,8 @@ def main() -> None:
         serve_load(args.model_dir, args.onnx_dir, args.clients, args.requests_per_client, args.texts_per_request)
     elif args.command == "end-to-end":
         end_to_end()
+    elif args.command == "side-by-side":
+        side_by_side(args.dataset, args.regime, args.seed, args.methods, args.repeats, args.profile, args.data_root)
     else:
         report()
 

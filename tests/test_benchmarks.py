@@ -243,3 +243,48 @@ def test_component_rule_keeps_only_a_gain_of_half_a_point_ahead_in_half_the_pair
     assert "**dropped**" in report.component_decisions(small)[0]
     one_big_win = {("snips", "8", base): {1: 90.0, 2: 91.0, 3: 92.0}, ("snips", "8", name): {1: 95.0, 2: 90.0, 3: 91.0}}
     assert "ahead in 1: **dropped**" in report.component_decisions(one_big_win)[0]
+
+
+def test_side_by_side_table_gives_each_method_its_median_and_ratio_to_setfit():
+    import speed
+
+    rows = [
+        {"dataset": "sst2", "regime": "8", "seed": 1, "method": method, "wall_seconds": seconds}
+        for method, seconds in (("setfit", 100.0), ("setfit", 120.0), ("setfit", 500.0), ("3phase+", 230.0), ("3phase+", 250.0))
+    ]
+    lines = speed.side_by_side_lines(rows)
+    assert "| sst2 | 8 | 1 | 3phase+ | 2 | 240 | 2.00 |" in lines
+    assert "| sst2 | 8 | 1 | setfit | 3 | 120 | 1.00 |" in lines
+
+
+def test_the_bar_counts_wins_over_the_better_peer_and_sign_tests_each_peer():
+    seeded = {}
+    for number, dataset in enumerate(["a", "b", "c", "d", "e"]):
+        for regime, seeds in (("8", range(1, 6)), ("64", range(1, 4))):
+            seeded[(dataset, regime, "tuned-ft")] = {s: 70.0 + s * 0.1 for s in seeds}
+            seeded[(dataset, regime, "setfit")] = {s: 71.0 + s * 0.1 for s in seeds}
+            seeded[(dataset, regime, "3phase+")] = {s: 75.0 + s * 0.1 for s in seeds}
+    keys = report.in_table_order({(d, r) for d, r, _ in seeded})
+    lines = report.bar_lines(seeded, keys)
+    assert "beats the better peer in 10, ties in 0, loses in 0" in lines[0]
+    assert "**met**" in lines[3] and "better peer (setfit)" in lines[4]
+    seeded[("a", "8", "3phase+")] = {s: 60.0 for s in range(1, 6)}
+    assert "**not met**" in report.bar_lines(seeded, keys)[3]
+    del seeded[("e", "64", "3phase+")][3]
+    assert "short of their seeds" in report.bar_lines(seeded, keys)[3] and "e/64" in report.bar_lines(seeded, keys)[3]
+
+
+def test_which_recipe_averages_only_over_datasets_every_method_has(tmp_path):
+    accuracy = {
+        ("a", "8", "setfit"): [80.0], ("a", "8", "3phase+"): [84.0, 86.0],
+        ("b", "8", "setfit"): [60.0], ("b", "8", "3phase+"): [50.0],
+        ("c", "8", "setfit"): [99.0],
+    }
+    keys = report.in_table_order({(d, r) for d, r, _ in accuracy})
+    lines = report.which_recipe_lines(accuracy, keys)
+    assert lines[2:] == ["| about 8 per class | `setfit` | setfit 70.00, 3phase+ 67.50 | a, b |"]
+    readme = tmp_path / "README.md"
+    start, end = report.WHICH_RECIPE_MARKERS
+    readme.write_text(f"intro\n{start}\nold\n{end}\nrest\n")
+    report.write_which_recipe(readme, lines)
+    assert readme.read_text() == "intro\n" + start + "\n" + "\n".join(lines) + "\n" + end + "\nrest\n"
