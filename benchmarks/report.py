@@ -209,8 +209,11 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
     if not records:
         return []
     seeded: dict[tuple, dict[int, float]] = defaultdict(dict)
+    wall: dict[tuple, dict[int, float]] = defaultdict(dict)
     for record in records:
-        seeded[(record["dataset"], str(record["regime"]), f"{record['method']} ({record['profile']})")][record["seed"]] = 100 * record["validation_accuracy"]
+        key = (record["dataset"], str(record["regime"]), f"{record['method']} ({record['profile']})")
+        seeded[key][record["seed"]] = 100 * record["validation_accuracy"]
+        wall[key][record["seed"]] = record["wall_seconds"]
     columns = sorted({key[2] for key in seeded}, key=lambda name: (not name.startswith("ft"), name))
     keys = in_table_order({key[:2] for key in seeded})
     values = summarise(seeded)
@@ -233,6 +236,7 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
                 lines.append(f"- {dataset}, {regime}: 3phase (val-budget) {compare(list(new.values()), list(other.values()))} {label}; seed by seed ahead {ahead}, behind {behind} of {shared}.")
     lines += budget_decision(seeded)
     lines += component_decisions(seeded)
+    lines += cheaper_decisions(seeded, wall)
     steps = defaultdict(list)
     for record in records:
         for phase in ("dae", "cl"):
@@ -278,6 +282,37 @@ def component_decisions(seeded: dict[tuple, dict[int, float]]) -> list[str]:
             f"- Component {name} ({what}) against {base}: over {len(pairs)} paired run(s) mean difference {difference:+.2f} points, "
             f"ahead in {ahead}: **{verdict}** (rule fixed before the runs were read: kept at a mean gain of at least {KEEP_MARGIN} points "
             "and ahead in at least half)."
+        )
+    return lines
+
+
+# A budget that saves time is taken when it costs little accuracy: fixed before its runs were read.
+CHEAPER = [("ft (val-proto-supcon-short)", "ft (val-proto-supcon)", "FT stops from step 50 (min_steps 50, patience 3) instead of running at least 200 steps")]
+CHEAPER_MARGIN = -0.5
+
+
+def cheaper_decisions(seeded: dict[tuple, dict[int, float]], wall: dict[tuple, dict[int, float]] | None = None) -> list[str]:
+    """Each cheaper setting of CHEAPER taken if its mean validation difference is at least CHEAPER_MARGIN points and it is
+    behind in at most half of the paired runs; the wall-time ratio (medians over the same runs) is reported beside it."""
+    lines = []
+    for name, base, what in CHEAPER:
+        pairs = [
+            (d, r, seed) for (d, r, column), runs in seeded.items() if column == name and (d, r, base) in seeded
+            for seed in runs if seed in seeded[(d, r, base)]
+        ]
+        if not pairs:
+            continue
+        difference = statistics.mean(seeded[(d, r, name)][s] - seeded[(d, r, base)][s] for d, r, s in pairs)
+        behind = sum(seeded[(d, r, name)][s] < seeded[(d, r, base)][s] for d, r, s in pairs)
+        taken = difference >= CHEAPER_MARGIN and 2 * behind <= len(pairs)
+        cost = ""
+        if wall:
+            ratio = statistics.median(wall[(d, r, name)][s] for d, r, s in pairs) / statistics.median(wall[(d, r, base)][s] for d, r, s in pairs)
+            cost = f"; median wall time {ratio:.2f}x the base's"
+        lines.append(
+            f"- Cheaper {name} ({what}) against {base}: over {len(pairs)} paired run(s) mean difference {difference:+.2f} points, behind in {behind}"
+            f"{cost}: **{'taken' if taken else 'not taken'}** (rule fixed before the runs were read: taken at a mean difference of at least "
+            f"{CHEAPER_MARGIN} points and behind in at most half)."
         )
     return lines
 

@@ -288,3 +288,13 @@ def test_which_recipe_averages_only_over_datasets_every_method_has(tmp_path):
     readme.write_text(f"intro\n{start}\nold\n{end}\nrest\n")
     report.write_which_recipe(readme, lines)
     assert readme.read_text() == "intro\n" + start + "\n" + "\n".join(lines) + "\n" + end + "\nrest\n"
+
+
+def test_a_cheaper_budget_is_taken_when_it_costs_at_most_half_a_point():
+    base, name = "ft (val-proto-supcon)", "ft (val-proto-supcon-short)"
+    seeded = {("sst2", "8", base): {1: 70.0, 2: 72.0}, ("sst2", "8", name): {1: 70.0, 2: 71.2}}
+    wall = {("sst2", "8", base): {1: 300.0, 2: 300.0}, ("sst2", "8", name): {1: 100.0, 2: 50.0}}
+    line = report.cheaper_decisions(seeded, wall)[0]
+    assert "mean difference -0.40 points, behind in 1; median wall time 0.25x the base's: **taken**" in line
+    seeded[("sst2", "8", name)][1] = 69.0
+    assert "**not taken**" in report.cheaper_decisions(seeded)[0]
