@@ -263,6 +263,7 @@ COMPONENTS = [
     ("ft (val-proto-self)", "ft (val-proto)", "one round of self-training on the unlabelled pool"),
     ("3phase (val-proto-supcon)", "ft (val-proto-supcon)", "the DAE and CL phases (val-budget budgets) before the same FT"),
     ("ft (val-plus)", "ft (val-proto-supcon-short)", "self-training together with the supervised contrastive term and the short FT budget"),
+    ("ft (val-plus)", "ft (val-old)", "all of the above together, against the paper's FT (a summary, not a component)"),
 ]
 KEEP_MARGIN = 0.5
 
