@@ -268,15 +268,19 @@ COMPONENTS = [
 KEEP_MARGIN = 0.5
 
 
+def paired_runs(seeded: dict[tuple, dict[int, float]], name: str, base: str) -> list[tuple]:
+    """(dataset, regime, seed) of every run that both columns hold: the same labelled draw under both."""
+    return [
+        (d, r, seed) for (d, r, column), runs in seeded.items() if column == name and (d, r, base) in seeded
+        for seed in runs if seed in seeded[(d, r, base)]
+    ]
+
+
 def component_decisions(seeded: dict[tuple, dict[int, float]]) -> list[str]:
     """Each component of COMPONENTS kept or dropped by the rule above, from validation accuracy only."""
     lines = []
     for name, base, what in COMPONENTS:
-        pairs = [
-            (runs[seed], seeded[(d, r, base)][seed])
-            for (d, r, column), runs in seeded.items() if column == name and (d, r, base) in seeded
-            for seed in runs if seed in seeded[(d, r, base)]
-        ]
+        pairs = [(seeded[(d, r, name)][seed], seeded[(d, r, base)][seed]) for d, r, seed in paired_runs(seeded, name, base)]
         if not pairs:
             continue
         difference = statistics.mean(new - old for new, old in pairs)
@@ -300,10 +304,7 @@ def cheaper_decisions(seeded: dict[tuple, dict[int, float]], wall: dict[tuple, d
     behind in at most half of the paired runs; the wall-time ratio (medians over the same runs) is reported beside it."""
     lines = []
     for name, base, what in CHEAPER:
-        pairs = [
-            (d, r, seed) for (d, r, column), runs in seeded.items() if column == name and (d, r, base) in seeded
-            for seed in runs if seed in seeded[(d, r, base)]
-        ]
+        pairs = paired_runs(seeded, name, base)
         if not pairs:
             continue
         difference = statistics.mean(seeded[(d, r, name)][s] - seeded[(d, r, base)][s] for d, r, s in pairs)
@@ -352,20 +353,24 @@ def verdict(a: list[float], b: list[float]) -> str | None:
     return "beats" if difference > 0 else "loses"
 
 
+def run_by_run(seeded, keys, method: str, peer: str) -> tuple[int, int, int]:
+    """:func:`paired_counts` summed over the (dataset, regime) cells in keys."""
+    counts = [paired_counts(seeded.get((d, r, method), {}), seeded.get((d, r, peer), {})) for d, r in keys]
+    return tuple(sum(column) for column in zip(*counts)) if counts else (0, 0, 0)
+
+
 def tally_lines(seeded, keys) -> list[str]:
     """One line per peer: in how many dataset/regime cells 3phase beats, ties with or loses to it, where it loses,
     and over every run both sides share (same dataset, regime and seed, hence the same labelled draw) how often 3phase is ahead."""
     out = []
     for peer in ("tuned-ft", "setfit", "ft", "joint"):
         counts: dict[str, list[str]] = {"beats": [], "ties": [], "loses": []}
-        ahead = behind = paired = 0
+        ahead, behind, paired = run_by_run(seeded, keys, "3phase", peer)
         for dataset, regime in keys:
             three, other = seeded.get((dataset, regime, "3phase"), {}), seeded.get((dataset, regime, peer), {})
             outcome = verdict(list(three.values()), list(other.values()))
             if outcome:
                 counts[outcome].append(f"{dataset}/{regime}")
-            cell_ahead, cell_behind, cell_paired = paired_counts(three, other)
-            ahead, behind, paired = ahead + cell_ahead, behind + cell_behind, paired + cell_paired
         total = sum(len(v) for v in counts.values())
         if total:
             where = f"; it loses on {', '.join(counts['loses'])}" if counts["loses"] else ""
@@ -406,10 +411,7 @@ def bar_lines(seeded, keys, challenger: str = "3phase+") -> list[str]:
         out.append(f"- {dataset}, {regime}: {challenger} {compare(list(mine.values()), list(peers[best].values()))} the better peer ({best}).")
     tests = []
     for peer in PEERS:
-        ahead = behind = 0
-        for dataset, regime in cells:
-            cell_ahead, cell_behind, _ = paired_counts(seeded[(dataset, regime, challenger)], seeded.get((dataset, regime, peer), {}))
-            ahead, behind = ahead + cell_ahead, behind + cell_behind
+        ahead, behind, _ = run_by_run(seeded, cells, challenger, peer)
         p_value = binomtest(ahead, ahead + behind).pvalue if ahead + behind else 1.0
         tests.append((peer, ahead, behind, p_value))
     met = len(outcomes["beats"]) >= 5 and not outcomes["loses"] and all(a > b and p < 0.05 for _, a, b, p in tests)
@@ -711,10 +713,10 @@ def main() -> None:
     args = parser.parse_args()
     superseded = len(read_records(args.results / "superseded"))
     validation = read_records(args.results / "validation")
-    report = build_report(read_records(args.results), args.method_file, HERE / "results" / "accuracy.png", superseded, validation)
+    records = read_records(args.results)
+    report = build_report(records, args.method_file, HERE / "results" / "accuracy.png", superseded, validation)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}")
-    records = read_records(args.results)
     accuracy = summarise(by_seed(records, "accuracy"))
     write_which_recipe(args.readme, which_recipe_lines(accuracy, in_table_order({(d, r) for d, r, _ in accuracy})))
 
