@@ -489,7 +489,7 @@ def main() -> None:
     commands.add_parser("end-to-end")
     sides = commands.add_parser("side-by-side")
     sides.add_argument("--dataset", default="sst2")
-    sides.add_argument("--regime", default="8")
+    sides.add_argument("--regime", default="8", choices=["8", "64", "full"])
     sides.add_argument("--seed", type=int, default=1)
     sides.add_argument("--methods", nargs="+", default=["3phase+", "setfit"])
     sides.add_argument("--repeats", type=int, default=1)
