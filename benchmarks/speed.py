@@ -293,12 +293,18 @@ def end_to_end() -> None:
         })
 
 
-def side_by_side(dataset: str, regime: str, seed: int, methods: list[str], repeats: int, profile: str, data_root: Path) -> None:
+def side_by_side(
+    dataset: str, regime: str, seed: int, methods: list[str], repeats: int, profile: str, data_root: Path, threads: int | None = None
+) -> None:
     """Train each method on the same cell in turn (alternating, `repeats` rounds, no phase cache), so that both see
     the same machine and load; each run's wall time is the runner's clock: loading, training and evaluation."""
+    import torch
     from run import run_one
 
     from phasefit.config import default_model_path
+
+    if threads:
+        torch.set_num_threads(threads)
 
     for round_index in range(repeats):
         for method in methods if round_index % 2 == 0 else methods[::-1]:
@@ -306,6 +312,7 @@ def side_by_side(dataset: str, regime: str, seed: int, methods: list[str], repea
             save({
                 "benchmark": "side-by-side", "dataset": dataset, "regime": regime, "seed": seed, "method": method, "profile": profile,
                 "round": round_index, "wall_seconds": record["wall_seconds"], "validation_accuracy": record["validation_accuracy"],
+                "threads": torch.get_num_threads(),
             })
 
 
@@ -495,6 +502,7 @@ def main() -> None:
     sides.add_argument("--repeats", type=int, default=1)
     sides.add_argument("--profile", default="cpu")
     sides.add_argument("--data-root", type=Path, default=SST2.parent)
+    sides.add_argument("--threads", type=int, default=None, help="torch threads (1 beside another worker on two cores)")
     commands.add_parser("report")
     args = parser.parse_args()
     if args.command == "data-prep":
@@ -512,7 +520,7 @@ def main() -> None:
     elif args.command == "end-to-end":
         end_to_end()
     elif args.command == "side-by-side":
-        side_by_side(args.dataset, args.regime, args.seed, args.methods, args.repeats, args.profile, args.data_root)
+        side_by_side(args.dataset, args.regime, args.seed, args.methods, args.repeats, args.profile, args.data_root, args.threads)
     else:
         report()
 
