@@ -268,17 +268,22 @@ def test_the_bar_counts_wins_over_the_better_peer_and_sign_tests_each_peer():
     lines = report.bar_lines(seeded, keys)
     assert "beats the better peer in 10, ties in 0, loses in 0" in lines[0]
     assert "**met**" in lines[3] and "better peer (setfit)" in lines[4]
+    del seeded[("b", "8", "setfit")]
+    lines = report.bar_lines(seeded, keys)
+    assert "beats the better peer in 9," in lines[0] and "- b, 8: no verdict yet (setfit not run)." in lines
+    seeded[("b", "8", "setfit")] = {s: 71.0 + s * 0.1 for s in range(1, 6)}
     seeded[("a", "8", "3phase+")] = {s: 60.0 for s in range(1, 6)}
     assert "**not met**" in report.bar_lines(seeded, keys)[3]
     del seeded[("e", "64", "3phase+")][3]
     assert "short of their seeds" in report.bar_lines(seeded, keys)[3] and "e/64" in report.bar_lines(seeded, keys)[3]
 
 
-def test_which_recipe_averages_only_over_datasets_every_method_has(tmp_path):
+def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its_seeds(tmp_path):
     accuracy = {
-        ("a", "8", "setfit"): [80.0], ("a", "8", "3phase+"): [84.0, 86.0],
-        ("b", "8", "setfit"): [60.0], ("b", "8", "3phase+"): [50.0],
-        ("c", "8", "setfit"): [99.0],
+        ("a", "8", "setfit"): [80.0] * 5, ("a", "8", "3phase+"): [84.0, 86.0] * 3,
+        ("b", "8", "setfit"): [60.0] * 5, ("b", "8", "3phase+"): [50.0] * 5,
+        ("c", "8", "setfit"): [99.0] * 5,
+        ("d", "8", "setfit"): [10.0] * 5, ("d", "8", "3phase+"): [90.0] * 4,
     }
     keys = report.in_table_order({(d, r) for d, r, _ in accuracy})
     lines = report.which_recipe_lines(accuracy, keys)
