@@ -400,9 +400,9 @@ def bar_lines(seeded, keys, challenger: str = "3phase+") -> list[str]:
     for dataset, regime in cells:
         mine = seeded[(dataset, regime, challenger)]
         peers = {peer: seeded[(dataset, regime, peer)] for peer in PEERS if seeded.get((dataset, regime, peer))}
-        if len(mine) < BAR_SEEDS[regime] or any(len(v) < BAR_SEEDS[regime] for v in peers.values()) or len(peers) < len(PEERS):
-            short.append(f"{dataset}/{regime}")
         missing = [peer for peer in PEERS if peer not in peers]
+        if len(mine) < BAR_SEEDS[regime] or any(len(v) < BAR_SEEDS[regime] for v in peers.values()) or missing:
+            short.append(f"{dataset}/{regime}")
         if missing:
             # No verdict against "the better peer" while a peer has no run here: it might be the better one.
             out.append(f"- {dataset}, {regime}: no verdict yet ({', '.join(missing)} not run).")

@@ -62,6 +62,21 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def thread_count(text: str) -> int:
+    """argparse type of --threads: a positive integer, so that torch never sees 0 or a negative count."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of threads, got {text!r}")
+    return int(text)
+
+
+def use_threads(threads: int | None) -> None:
+    """Pin this process's torch threads (None: torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 # Records written before models were labelled by name carry the default model's folder name.
 LEGACY_MODEL_LABELS = {"model": "all-MiniLM-L6-v2"}
 
@@ -336,12 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)")
+    parser.add_argument("--threads", type=thread_count, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     model = args.model or default_model_path()
     model_name = model_label(model)
     plan = [(d, r, m, s) for d in args.datasets for r in args.regimes for s in args.seeds for m in args.methods]

@@ -298,21 +298,18 @@ def side_by_side(
 ) -> None:
     """Train each method on the same cell in turn (alternating, `repeats` rounds, no phase cache), so that both see
     the same machine and load; each run's wall time is the runner's clock: loading, training and evaluation."""
-    import torch
-    from run import run_one
+    from run import run_one, torch_threads, use_threads
 
     from phasefit.config import default_model_path
 
-    if threads:
-        torch.set_num_threads(threads)
-
+    use_threads(threads)
     for round_index in range(repeats):
         for method in methods if round_index % 2 == 0 else methods[::-1]:
             record = run_one(dataset, regime, method, seed, default_model_path(), profile, data_root, cache_dir=None)
             save({
                 "benchmark": "side-by-side", "dataset": dataset, "regime": regime, "seed": seed, "method": method, "profile": profile,
                 "round": round_index, "wall_seconds": record["wall_seconds"], "validation_accuracy": record["validation_accuracy"],
-                "threads": torch.get_num_threads(),
+                "threads": torch_threads(),
             })
 
 
@@ -465,6 +462,8 @@ def report() -> None:
 
 
 def main() -> None:
+    from run import thread_count
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     prep = commands.add_parser("data-prep")
@@ -502,7 +501,7 @@ def main() -> None:
     sides.add_argument("--repeats", type=int, default=1)
     sides.add_argument("--profile", default="cpu")
     sides.add_argument("--data-root", type=Path, default=SST2.parent)
-    sides.add_argument("--threads", type=int, default=None, help="torch threads (1 beside another worker on two cores)")
+    sides.add_argument("--threads", type=thread_count, default=None, help="torch threads (1 beside another worker on two cores)")
     commands.add_parser("report")
     args = parser.parse_args()
     if args.command == "data-prep":

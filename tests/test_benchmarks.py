@@ -303,3 +303,11 @@ def test_a_cheaper_budget_is_taken_when_it_costs_at_most_half_a_point():
     assert "mean difference -0.40 points, behind in 1; median wall time 0.25x the base's: **taken**" in line
     seeded[("sst2", "8", name)][1] = 69.0
     assert "**not taken**" in report.cheaper_decisions(seeded)[0]
+
+
+def test_threads_options_refuse_counts_that_torch_would_choke_on(capsys):
+    assert run.thread_count("1") == 1
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit):
+            run.main(["--threads", bad])
+        assert f"expected a positive whole number of threads, got '{bad}'" in capsys.readouterr().err
