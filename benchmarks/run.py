@@ -200,11 +200,33 @@ def append_record(results: Path, record: dict[str, Any]) -> None:
         os.close(descriptor)
 
 
-def load_profile(name_or_path: str) -> dict[str, Any]:
+def profile_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
-    if not path.is_file():
-        path = HERE / "profiles" / f"{name_or_path}.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return path if path.is_file() else HERE / "profiles" / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str) -> dict[str, Any]:
+    return yaml.safe_load(profile_path(name_or_path).read_text(encoding="utf-8")) or {}
+
+
+def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], data_root: Path, profile: str) -> list[str]:
+    """What is wrong with a sweep's plan, found before its first run rather than an hour into it."""
+    from phasefit.recipes import RECIPES
+
+    errors = []
+    for dataset in datasets:
+        if not (data_root / dataset / "train.jsonl").is_file():
+            errors.append(f"dataset {dataset!r}: no {data_root / dataset / 'train.jsonl'} (see --data-root)")
+    for regime in regimes:
+        if regime != "full" and not (regime.isdigit() and int(regime) > 0):
+            errors.append(f"regime {regime!r}: expected labelled examples per class (e.g. 8, 64) or 'full'")
+    known = [*RECIPES, "tuned-ft", "setfit"]
+    for method in methods:
+        if method not in known:
+            errors.append(f"method {method!r}: expected one of {', '.join(known)}")
+    if not profile_path(profile).is_file():
+        errors.append(f"profile {profile!r}: neither a YAML file nor a name under {HERE / 'profiles'}")
+    return errors
 
 
 def load_benchmark_data(dataset: str, regime: str, seed: int, data_root: Path, profile: dict[str, Any]):
@@ -353,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
     parser.add_argument("--threads", type=thread_count, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)")
     args = parser.parse_args(argv)
+    errors = plan_errors(args.datasets, args.regimes, args.methods, args.data_root, args.profile)
+    if errors:
+        parser.error("; ".join(errors))
     use_threads(args.threads)
     model = args.model or default_model_path()
     model_name = model_label(model)

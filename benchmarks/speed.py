@@ -519,6 +519,11 @@ def main() -> None:
     elif args.command == "end-to-end":
         end_to_end()
     elif args.command == "side-by-side":
+        from run import plan_errors
+
+        errors = plan_errors([args.dataset], [args.regime], args.methods, args.data_root, args.profile)
+        if errors:
+            sides.error("; ".join(errors))
         side_by_side(args.dataset, args.regime, args.seed, args.methods, args.repeats, args.profile, args.data_root, args.threads)
     else:
         report()

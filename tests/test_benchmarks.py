@@ -311,3 +311,18 @@ def test_threads_options_refuse_counts_that_torch_would_choke_on(capsys):
         with pytest.raises(SystemExit):
             run.main(["--threads", bad])
         assert f"expected a positive whole number of threads, got '{bad}'" in capsys.readouterr().err
+
+
+def test_the_runner_refuses_a_plan_with_a_typo_before_its_first_run(tmp_path, capsys):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    common = ["--data-root", str(tmp_path), "--results", str(tmp_path / "runs.jsonl")]
+    with pytest.raises(SystemExit):
+        run.main(["--datasets", "toy", "tyo", "--regimes", "8", "sixty", "--methods", "3phase++", "setfit", "--profile", "nope", *common])
+    err = capsys.readouterr().err
+    assert f"dataset 'tyo': no {tmp_path / 'tyo' / 'train.jsonl'}" in err and "dataset 'toy'" not in err
+    assert "regime 'sixty': expected labelled examples per class" in err and "regime '8'" not in err
+    assert "method '3phase++': expected one of 3phase, joint" in err and "method 'setfit'" not in err
+    assert "profile 'nope': neither a YAML file nor a name under" in err
+    assert not (tmp_path / "runs.jsonl").exists()
+    assert run.plan_errors(["toy"], ["8", "64", "full"], ["3phase+", "tuned-ft"], tmp_path, "cpu") == []

@@ -54,7 +54,7 @@ RECIPES: dict[str, Recipe] = {
         # budget (the best checkpoints came early). Dropped there: DAE+CL before it, LP-FT, self-training.
         Recipe(
             "3phase+",
-            "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term",
+            "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term; a short budget (may stop from step 50, patience 3)",
             (Step("ft", {"head": "prototype", "prototype_init": "names+means", "contrastive_weight": 0.5, "min_steps": 50, "patience": 3}),),
         ),
     ]
