@@ -152,7 +152,10 @@ def test_runner_skips_a_run_that_another_worker_finished_while_it_was_busy(tmp_p
 
     monkeypatch.setattr(run, "run_one", fake_run)
     monkeypatch.setattr(run, "model_label", lambda model: "m")
-    run.main(["--datasets", "toy", "--regimes", "8", "--methods", "ft", "--seeds", "1", "2", "--model", "m", "--results", str(results)])
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    run.main(["--datasets", "toy", "--regimes", "8", "--methods", "ft", "--seeds", "1", "2", "--model", "m", "--results", str(results),
+              "--data-root", str(tmp_path)])
     assert started == [1]
     assert "skip (done): ('toy', '8', 'ft', 'm', 2, 'cpu')" in capsys.readouterr().out
 
@@ -276,6 +279,34 @@ def test_the_bar_counts_wins_over_the_better_peer_and_sign_tests_each_peer():
     assert "**not met**" in report.bar_lines(seeded, keys)[3]
     del seeded[("e", "64", "3phase+")][3]
     assert "short of their seeds" in report.bar_lines(seeded, keys)[3] and "e/64" in report.bar_lines(seeded, keys)[3]
+
+
+def test_the_papers_claim_needs_five_wins_over_ft_and_names_the_cells_not_run():
+    seeded = {}
+    for dataset in ["a", "b", "c", "d", "e"]:
+        for regime in ("8", "64"):
+            seeded[(dataset, regime, "ft")] = {s: 70.0 + s * 0.1 for s in (1, 2, 3)}
+    for dataset in ["a", "b", "c", "d", "e"]:
+        # Ahead by far more than the seed std in five cells, while behind on one seed of each: the sign test does not decide.
+        seeded[(dataset, "8", "3phase")] = {1: 70.0, 2: 78.0, 3: 78.0}
+    keys = report.in_table_order({(d, r) for d, r, _ in seeded})
+    lines = report.bar_lines(seeded, keys, "3phase", ("ft",), report.CLAIM_SEEDS, sign_test_required=False)
+    assert "3phase beats ft in 5, ties in 0, loses in 0" in lines[0] and "Run by run against ft: ahead in 10, behind in 5" in lines[1]
+    assert "(at least 5 wins, no loss): **met**" in lines[2] and "p < 0.05" not in lines[2]
+    assert "Cells with no 3phase run yet: a/64, b/64, c/64, d/64, e/64." in lines[2]
+    assert "- a, 8: 3phase beats (+" in lines[3] and "ft." in lines[3]
+    seeded[("a", "64", "3phase")] = {s: 60.0 for s in (1, 2, 3)}
+    lines = report.bar_lines(seeded, keys, "3phase", ("ft",), report.CLAIM_SEEDS, sign_test_required=False)
+    assert "loses in 1 (a/64)" in lines[0] and "**not met**" in lines[2]
+
+
+def test_the_claim_on_validation_pairs_3phase_under_the_chosen_budgets_with_ft():
+    rows = [("3phase", "val-budget", 1, 0.80), ("ft", "val-old", 1, 0.78), ("3phase", "val-budget", 2, 0.70), ("ft", "val-old", 2, 0.74), ("ft", "val-old", 3, 0.9)]
+    records = [{"dataset": "sst2", "regime": "8", "method": m, "profile": p, "seed": s, "validation_accuracy": v} for m, p, s, v in rows]
+    assert report.claim_on_validation_lines(records) == [
+        "- On validation (the study below: 3phase under the chosen budgets against ft, same FT): over 2 paired run(s) mean difference -1.00 points, ahead in 1, behind in 1."
+    ]
+    assert report.claim_on_validation_lines([]) == []
 
 
 def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its_seeds(tmp_path):
