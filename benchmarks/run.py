@@ -1,7 +1,8 @@
 """Experiment runner: datasets x regimes x methods x seeds, one JSON Lines record per finished run.
 
 Resumable: a run whose record is already in the results file is skipped, so a sweep can be
-stopped at any time and continued later. A full-data run (hours on a CPU) also continues where it
+stopped at any time and continued later. Each run is claimed (a lock) while a worker trains it, so two
+workers may share one plan and split it. A full-data run (hours on a CPU) also continues where it
 stopped: its work folder under the cache keeps the finished phases, the running phase's
 checkpoints and tuned FT's finished learning rates until its record is written.
 
@@ -15,6 +16,8 @@ package's documented defaults).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import resource
@@ -186,6 +189,14 @@ def finished_runs(results: Path) -> set[tuple]:
         except KeyError:
             continue
     return keys
+
+
+def run_claim(results: Path, key: tuple):
+    """The lock a worker holds while it trains one run, so that workers given overlapping plans split the runs instead
+    of training one twice; the kernel frees it when its worker dies, so a killed run is picked up again."""
+    from phasefit.lock import OutputLock
+
+    return OutputLock(results.parent / ".claims" / hashlib.sha1(repr(key).encode()).hexdigest()[:16])
 
 
 def append_record(results: Path, record: dict[str, Any]) -> None:
@@ -362,6 +373,7 @@ def run_one(
 
 def main(argv: list[str] | None = None) -> None:
     from phasefit.config import default_model_path
+    from phasefit.errors import ConfigError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["sst2"])
@@ -384,16 +396,22 @@ def main(argv: list[str] | None = None) -> None:
     plan = [(d, r, m, s) for d in args.datasets for r in args.regimes for s in args.seeds for m in args.methods]
     for dataset, regime, method, seed in plan:
         key = (dataset, regime, method, model_name, seed, args.profile)
-        # Read afresh before every run: another worker on the same results file may have finished this one meanwhile.
-        if key in finished_runs(args.results):
-            print(f"skip (done): {key}", flush=True)
-            continue
-        print(f"run: {dataset} regime={regime} method={method} seed={seed}", flush=True)
-        work_dir = run_work_dir(args.cache_dir, key)
-        record = run_one(dataset, regime, method, seed, model, args.profile, args.data_root, args.cache_dir, work_dir=work_dir)
-        append_record(args.results, record)
-        if work_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(run_claim(args.results, key))
+            except ConfigError:
+                print(f"skip (running in another worker): {key}", flush=True)
+                continue
+            # Read afresh once the run is ours: another worker on the same results file may have finished it meanwhile.
+            if key in finished_runs(args.results):
+                print(f"skip (done): {key}", flush=True)
+                continue
+            print(f"run: {dataset} regime={regime} method={method} seed={seed}", flush=True)
+            work_dir = run_work_dir(args.cache_dir, key)
+            record = run_one(dataset, regime, method, seed, model, args.profile, args.data_root, args.cache_dir, work_dir=work_dir)
+            append_record(args.results, record)
+            if work_dir:
+                shutil.rmtree(work_dir, ignore_errors=True)
         print(f"  test accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
 
 

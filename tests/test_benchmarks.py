@@ -139,25 +139,49 @@ def test_report_counts_tuned_ft_picks_at_the_ends_of_its_grid():
     assert report.grid_edge_lines([{"method": "ft", "config": {}}]) == []
 
 
-def test_runner_skips_a_run_that_another_worker_finished_while_it_was_busy(tmp_path, monkeypatch, capsys):
-    results = tmp_path / "runs.jsonl"
-    started = []
+def fake_sweep(tmp_path, monkeypatch, meanwhile=lambda key: None) -> tuple[list[int], list[str]]:
+    """run.main's loop over a toy plan (seeds 1 and 2) with run_one faked; returns the seeds started and the arguments.
+    ``meanwhile(key)`` runs inside each fake run, as another worker would act while this one trains."""
+    started: list[int] = []
 
     def fake_run(dataset, regime, method, seed, model, profile, data_root, cache_dir, work_dir=None):
         started.append(seed)
-        # Meanwhile another worker on the same file finishes seed 2.
-        run.append_record(results, {"dataset": dataset, "regime": regime, "method": method, "model": "m", "seed": 2, "profile": profile, "test": {}})
+        meanwhile((dataset, regime, method, seed, profile))
         return {"dataset": dataset, "regime": regime, "method": method, "model": "m", "seed": seed, "profile": profile,
                 "test": {"accuracy": 0.5, "macro_f1": 0.5}, "wall_seconds": 1.0}
 
     monkeypatch.setattr(run, "run_one", fake_run)
     monkeypatch.setattr(run, "model_label", lambda model: "m")
-    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy").mkdir(exist_ok=True)
     (tmp_path / "toy" / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
-    run.main(["--datasets", "toy", "--regimes", "8", "--methods", "ft", "--seeds", "1", "2", "--model", "m", "--results", str(results),
-              "--data-root", str(tmp_path)])
+    args = ["--datasets", "toy", "--regimes", "8", "--methods", "ft", "--seeds", "1", "2", "--model", "m",
+            "--results", str(tmp_path / "runs.jsonl"), "--data-root", str(tmp_path)]
+    return started, args
+
+
+def test_runner_skips_a_run_that_another_worker_finished_while_it_was_busy(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "runs.jsonl"
+
+    def another_worker_finishes_seed_2(key):
+        dataset, regime, method, _, profile = key
+        run.append_record(results, {"dataset": dataset, "regime": regime, "method": method, "model": "m", "seed": 2, "profile": profile, "test": {}})
+
+    started, args = fake_sweep(tmp_path, monkeypatch, another_worker_finishes_seed_2)
+    run.main(args)
     assert started == [1]
     assert "skip (done): ('toy', '8', 'ft', 'm', 2, 'cpu')" in capsys.readouterr().out
+
+
+def test_a_run_that_another_worker_is_training_is_left_to_it_and_its_claim_dies_with_it(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "runs.jsonl"
+    started, args = fake_sweep(tmp_path, monkeypatch)
+    with run.run_claim(results, ("toy", "8", "ft", "m", 2, "cpu")):
+        run.main(args)
+    assert started == [1]
+    assert "skip (running in another worker): ('toy', '8', 'ft', 'm', 2, 'cpu')" in capsys.readouterr().out
+    run.main(args)  # the claim is free again (as when its worker dies): the run is trained now, the finished one skipped
+    assert started == [1, 2] and len(results.read_text().splitlines()) == 2
+    assert not list((tmp_path / ".claims").iterdir()), "claims are removed once their runs are written"
 
 
 def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path, tiny_model, monkeypatch):
