@@ -186,6 +186,7 @@ def build_report(
     lines += grid_edge_lines(records)
     lines += ["", "## The paper's claim: 3phase against ft on equal FT terms (issue 27's bar; test accuracy)", ""]
     lines += bar_lines(accuracy_by_seed, keys, "3phase", ("ft",), CLAIM_SEEDS, sign_test_required=False)
+    lines += claim_plainly(accuracy_by_seed, keys)
     lines += claim_on_validation_lines(validation or [])
     lines += ["", "## 3phase+ against the better of tuned FT and SetFit (issue 28's bar; test accuracy)", ""]
     lines += bar_lines(accuracy_by_seed, keys)
@@ -444,6 +445,21 @@ def bar_lines(
         + (f" Cells with no {challenger} run yet: {', '.join(f'{d}/{r}' for d, r in unrun)}." if unrun else ""),
     ]
     return summary + out
+
+
+def claim_plainly(seeded, keys) -> list[str]:
+    """Issue 27's verdict in one sentence, over the cells where both 3phase and ft have two or more seeds."""
+    outcomes = [verdict(list(seeded[(d, r, "3phase")].values()), list(seeded[(d, r, "ft")].values()))
+                for d, r in keys if r in BAR_REGIMES and seeded.get((d, r, "3phase")) and seeded.get((d, r, "ft"))]
+    judged = [o for o in outcomes if o]
+    if not judged:
+        return []
+    wins, losses = judged.count("beats"), judged.count("loses")
+    shows = wins >= 5 and not losses
+    return [
+        f"- Plainly: 3phase beats ft beyond the seed spread in {wins} of the {len(judged)} cell(s) judged so far and loses {losses}; "
+        f"the paper's claim {'shows' if shows else 'does not show'} with this model on our data."
+    ]
 
 
 def claim_on_validation_lines(validation: list[dict[str, Any]]) -> list[str]:

@@ -319,9 +319,12 @@ def test_the_papers_claim_needs_five_wins_over_ft_and_names_the_cells_not_run():
     assert "(at least 5 wins, no loss): **met**" in lines[2] and "p < 0.05" not in lines[2]
     assert "Cells with no 3phase run yet: a/64, b/64, c/64, d/64, e/64." in lines[2]
     assert "- a, 8: 3phase beats (+" in lines[3] and "ft." in lines[3]
+    assert report.claim_plainly(seeded, keys) == [
+        "- Plainly: 3phase beats ft beyond the seed spread in 5 of the 5 cell(s) judged so far and loses 0; the paper's claim shows with this model on our data."]
     seeded[("a", "64", "3phase")] = {s: 60.0 for s in (1, 2, 3)}
     lines = report.bar_lines(seeded, keys, "3phase", ("ft",), report.CLAIM_SEEDS, sign_test_required=False)
     assert "loses in 1 (a/64)" in lines[0] and "**not met**" in lines[2]
+    assert "in 5 of the 6 cell(s) judged so far and loses 1; the paper's claim does not show" in report.claim_plainly(seeded, keys)[0]
 
 
 def test_the_claim_on_validation_pairs_3phase_under_the_chosen_budgets_with_ft():
