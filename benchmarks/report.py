@@ -208,16 +208,24 @@ def build_report(
     return "\n".join(lines) + "\n"
 
 
+def by_profile_and_seed(records: list[dict[str, Any]], value) -> dict[tuple, dict[int, float]]:
+    """{(dataset, regime, "method (profile)"): {seed: value(record)}}: the validation study's columns."""
+    seeded: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for record in records:
+        seeded[(record["dataset"], str(record["regime"]), f"{record['method']} ({record['profile']})")][record["seed"]] = value(record)
+    return seeded
+
+
+def validation_accuracy(record: dict[str, Any]) -> float:
+    return 100 * record["validation_accuracy"]
+
+
 def validation_lines(records: list[dict[str, Any]]) -> list[str]:
     """The validation study that chose the phase budgets: validation accuracy per (dataset, regime, method under profile)."""
     if not records:
         return []
-    seeded: dict[tuple, dict[int, float]] = defaultdict(dict)
-    wall: dict[tuple, dict[int, float]] = defaultdict(dict)
-    for record in records:
-        key = (record["dataset"], str(record["regime"]), f"{record['method']} ({record['profile']})")
-        seeded[key][record["seed"]] = 100 * record["validation_accuracy"]
-        wall[key][record["seed"]] = record["wall_seconds"]
+    seeded = by_profile_and_seed(records, validation_accuracy)
+    wall = by_profile_and_seed(records, lambda record: record["wall_seconds"])
     columns = sorted({key[2] for key in seeded}, key=lambda name: (not name.startswith("ft"), name))
     keys = in_table_order({key[:2] for key in seeded})
     values = summarise(seeded)
@@ -465,9 +473,7 @@ def claim_plainly(seeded, keys) -> list[str]:
 def claim_on_validation_lines(validation: list[dict[str, Any]]) -> list[str]:
     """The same question on the validation study's runs (3phase under the budgets chosen there against ft), which is
     what the defaults were chosen on; said beside the test verdict so that a missing test cell still has its evidence."""
-    seeded: dict[tuple, dict[int, float]] = defaultdict(dict)
-    for record in validation:
-        seeded[(record["dataset"], str(record["regime"]), f"{record['method']} ({record['profile']})")][record["seed"]] = 100 * record["validation_accuracy"]
+    seeded = by_profile_and_seed(validation, validation_accuracy)
     pairs = [(seeded[(d, r, "3phase (val-budget)")][s], seeded[(d, r, "ft (val-old)")][s]) for d, r, s in paired_runs(seeded, "3phase (val-budget)", "ft (val-old)")]
     if not pairs:
         return []
@@ -493,12 +499,13 @@ def which_recipe_lines(accuracy, keys) -> list[str]:
     for regime in ("8", "64", "full"):
         needed = BAR_SEEDS.get(regime, 1)
         complete = {m: [d for d, r in keys if r == regime and len(accuracy.get((d, r, m), [])) >= needed] for m in WHICH_RECIPE_METHODS}
+        ran = {m for m in WHICH_RECIPE_METHODS if any(accuracy.get((d, r, m)) for d, r in keys if r == regime)}
         methods = [m for m in WHICH_RECIPE_METHODS if complete[m]]
-        left_out += [f"{m} at {regime}" for m in WHICH_RECIPE_METHODS if not complete[m] and any(accuracy.get((d, r, m)) for d, r in keys if r == regime)]
+        left_out += [f"{m} at {regime}" for m in WHICH_RECIPE_METHODS if m in ran and not complete[m]]
         datasets = [d for d, r in keys if r == regime and all(d in complete[m] for m in methods)]
         if len(methods) < 2 or not datasets:
             continue
-        not_run += [f"{m} at {regime}" for m in WHICH_RECIPE_METHODS if not any(accuracy.get((d, r, m)) for d, r in keys if r == regime)]
+        not_run += [f"{m} at {regime}" for m in WHICH_RECIPE_METHODS if m not in ran]
         means = {m: statistics.mean(statistics.mean(accuracy[(d, regime, m)]) for d in datasets) for m in methods}
         ranked = sorted(means, key=lambda m: -means[m])
         lines.append(f"| {REGIME_WORDS[regime]} | `{ranked[0]}` | " + ", ".join(f"{m} {means[m]:.2f}" for m in ranked) + f" | {', '.join(datasets)} |")
