@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,12 @@ def test_a_second_run_into_a_live_runs_folder_refuses_and_the_first_finishes(toy
     while not (lock.is_file() and lock.read_text()) and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
     assert json.loads(lock.read_text())["pid"] == first.pid
-    second = subprocess.run(command(toy_folder, tiny_model, output), capture_output=True, text=True, env=ENVIRONMENT, timeout=120)
+    # Paused while the second starts: otherwise the tiny first run can finish before the second is past its imports.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(command(toy_folder, tiny_model, output), capture_output=True, text=True, env=ENVIRONMENT, timeout=120)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2 and "Traceback" not in second.stderr
     assert f"another phasefit run (pid {first.pid}" in " ".join(second.stderr.split())
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
