@@ -276,6 +276,7 @@ COMPONENTS = [
     ("3phase (val-proto-supcon)", "ft (val-proto-supcon)", "the DAE and CL phases (val-budget budgets) before the same FT"),
     ("ft (val-plus)", "ft (val-proto-supcon-short)", "self-training together with the supervised contrastive term and the short FT budget"),
     ("ft (val-plus)", "ft (val-old)", "all of the above together, against the paper's FT (a summary, not a component)"),
+    ("ft (val-names)", "ft (val-proto-supcon-short)", "the class names as members of the contrastive term's batch (FastFit), added to 3phase+'s FT"),
 ]
 KEEP_MARGIN = 0.5
 

@@ -1,5 +1,5 @@
 """Options beyond the paper: class names as text, the prototype head, LP-FT's head warm-up, the
-supervised contrastive term in FT, and self-training on the unlabelled pool."""
+supervised contrastive term in FT (with the class names as batch members), and self-training on the unlabelled pool."""
 
 import json
 
@@ -130,6 +130,45 @@ def test_contrastive_term_joins_cross_entropy_in_training_only(tiny_model, toy):
         trained = classifier(labels=target, **features)
     expected = cross_entropy + 0.5 * SupervisedContrastiveLoss(0.1)(embeddings, target)
     assert trained["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_names_in_batch_join_the_contrastive_term_as_members_of_their_class(tiny_model, toy):
+    texts, labels = toy
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    names = encoder.tokenize(["sport", "weather", "food"])
+    classifier = EncoderClassifier(encoder, PrototypeHead(32, 3), SupervisedContrastiveLoss(0.1), 0.5, class_features=names)
+    features = encoder.tokenize(texts[:8])
+    target = torch.as_tensor(labels[:8])
+    classifier.train()
+    encoder.eval()  # no dropout: the passes below see the same embeddings
+    with torch.no_grad():
+        trained = classifier(labels=target, **features)
+        embeddings = encoder(dict(features))["sentence_embedding"]
+        name_embeddings = encoder(dict(names))["sentence_embedding"]
+    cross_entropy = torch.nn.functional.cross_entropy(classifier.head(embeddings), target)
+    members = torch.cat([embeddings, name_embeddings])
+    expected = cross_entropy + 0.5 * SupervisedContrastiveLoss(0.1)(members, torch.cat([target, torch.arange(3)]))
+    assert trained["loss"].item() == pytest.approx(expected.item(), rel=1e-4)
+    assert trained["loss"].item() != pytest.approx((cross_entropy + 0.5 * SupervisedContrastiveLoss(0.1)(embeddings, target)).item(), rel=1e-4)
+    assert not any(key.startswith("class_") for key in classifier.state_dict())  # the names are not saved with the weights
+
+
+def test_names_in_batch_needs_a_contrastive_term_and_trains_the_names_in(tiny_model, toy, tmp_path):
+    from phasefit.config import build_config
+
+    with pytest.raises(ConfigError, match="ft.names_in_batch .* ft.contrastive_weight > 0"):
+        build_config({"ft": {"names_in_batch": True}})
+    texts, labels = toy
+    config = ClassifyConfig(epochs=2, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", contrastive_weight=0.5, names_in_batch=True)
+    with pytest.raises(ConfigError, match="needs the class names"):
+        train_classifier(SentenceTransformer(tiny_model, device="cpu"), texts[:54], labels[:54], texts[54:], labels[54:], 3, config, 0, tmp_path / "no-names")
+    trained = {}
+    for with_names in (True, False):
+        encoder = SentenceTransformer(tiny_model, device="cpu")
+        run_config = ClassifyConfig(**{**config.__dict__, "names_in_batch": with_names})
+        train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, run_config, 0, tmp_path / str(with_names), class_texts=["sport", "weather", "food"])
+        trained[with_names] = _encoder_weights(encoder)
+    assert not all(torch.equal(trained[True][name], trained[False][name]) for name in trained[True])  # the names changed the encoder's updates
 
 
 def _encoder_weights(encoder):

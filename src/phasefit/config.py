@@ -110,6 +110,7 @@ class ClassifyConfig:
     head_warmup_steps: int = 0
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.1
+    names_in_batch: bool = False
     self_training_rounds: int = 0
     pseudo_labels_per_class: int = 64
     pseudo_label_confidence: float = 0.9
@@ -307,6 +308,9 @@ def build_config(options: Mapping[str, Any]) -> RunConfig:
         if not isinstance(section, Mapping):
             raise ConfigError(f"option {name}: expected a mapping of {name} options, got {section!r}.")
         _apply(config.phases[name], section, f"{name}.")
+    ft = config.phases["ft"]
+    if ft.names_in_batch and not ft.contrastive_weight:
+        raise ConfigError("option ft.names_in_batch adds the class names to the contrastive term's batch: it needs ft.contrastive_weight > 0.")
     return config
 
 

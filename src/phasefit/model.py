@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -91,18 +91,34 @@ def head_from_config(config: dict[str, Any]) -> nn.Module:
 
 
 class EncoderClassifier(nn.Module):
-    """Encoder + head as one module with the ``forward(input_ids, ..., labels)`` the transformers Trainer expects."""
+    """Encoder + head as one module with the ``forward(input_ids, ..., labels)`` the transformers Trainer expects.
+
+    With ``class_features`` (the tokenised class names, in code order) the names are encoded with the
+    texts at every training step and join the contrastive term's batch as members of their class
+    (FastFit, Yehudai & Bendel 2024): each text is pulled towards its label's name as well as towards
+    its classmates, and the names' own embeddings move with the encoder.
+    """
 
     # The loss is a per-batch mean: the Trainer must scale it for gradient accumulation itself and
     # must not multiply it by the number of processes (it would, seeing ``**features``).
     accepts_loss_kwargs = False
 
-    def __init__(self, encoder: SentenceTransformer, head: nn.Module, contrastive: nn.Module | None = None, contrastive_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        encoder: SentenceTransformer,
+        head: nn.Module,
+        contrastive: nn.Module | None = None,
+        contrastive_weight: float = 0.0,
+        class_features: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
         self.contrastive = contrastive if contrastive_weight else None
         self.contrastive_weight = contrastive_weight
+        self.class_feature_names = sorted(name for name, value in (class_features or {}).items() if isinstance(value, torch.Tensor))
+        for name in self.class_feature_names:  # buffers, so that they follow the module to its device; not saved
+            self.register_buffer(f"class_{name}", class_features[name], persistent=False)
 
     def forward(self, labels: torch.Tensor | None = None, **features: torch.Tensor) -> dict[str, torch.Tensor]:
         embeddings = self.encoder(features)["sentence_embedding"]
@@ -111,7 +127,12 @@ class EncoderClassifier(nn.Module):
         if labels is not None:
             output["loss"] = nn.functional.cross_entropy(logits, labels)
             if self.contrastive is not None and self.training:
-                output["loss"] = output["loss"] + self.contrastive_weight * self.contrastive(embeddings, labels)
+                members, member_labels = embeddings, labels
+                if self.class_feature_names:
+                    names = self.encoder({name: getattr(self, f"class_{name}") for name in self.class_feature_names})["sentence_embedding"]
+                    members = torch.cat([embeddings, names])
+                    member_labels = torch.cat([labels, torch.arange(len(names), device=labels.device)])
+                output["loss"] = output["loss"] + self.contrastive_weight * self.contrastive(members, member_labels)
         return output
 
 

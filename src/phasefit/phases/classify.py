@@ -1,7 +1,8 @@
 """Phase 3: fine-tuning with a head (transformers Trainer, early stopping, best checkpoint restored).
 
 Beyond the paper, as options: a prototype head initialised from the class names, LP-FT's head
-warm-up, a supervised contrastive term beside cross-entropy, and self-training on the pool.
+warm-up, a supervised contrastive term beside cross-entropy (optionally with the class names as batch
+members), and self-training on the pool.
 """
 
 from __future__ import annotations
@@ -240,11 +241,21 @@ def new_head(encoder: SentenceTransformer, data: ClassifierData, config: Classif
     return head.initialise(sum(parts))
 
 
+def class_features(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig) -> dict[str, torch.Tensor] | None:
+    """The class names tokenised for ``ft.names_in_batch`` (None when it is off or there is no contrastive term to join)."""
+    if not (config.names_in_batch and config.contrastive_weight):
+        return None
+    if data.class_texts is None or len(data.class_texts) != data.n_classes:
+        raise ConfigError("option ft.names_in_batch needs the class names (train_classifier(..., class_texts=[...])).")
+    encoded = encoder.tokenize(list(data.class_texts))
+    return {name: value.to(encoder.device) for name, value in encoded.items() if isinstance(value, torch.Tensor)}
+
+
 def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
     train_texts, train_labels, n_classes = data.train_texts, data.train_labels, data.n_classes
     head = new_head(encoder, data, config, run.seed)
     contrastive = SupervisedContrastiveLoss(config.contrastive_temperature) if config.contrastive_weight else None
-    classifier = EncoderClassifier(encoder, head, contrastive, config.contrastive_weight)
+    classifier = EncoderClassifier(encoder, head, contrastive, config.contrastive_weight, class_features(encoder, data, config))
     encoder.requires_grad_(not config.freeze_encoder)
 
     batch = effective_batch_size(config)
