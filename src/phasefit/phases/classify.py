@@ -247,8 +247,8 @@ def class_features(encoder: SentenceTransformer, data: ClassifierData, config: C
         return None
     if data.class_texts is None or len(data.class_texts) != data.n_classes:
         raise ConfigError("option ft.names_in_batch needs the class names (train_classifier(..., class_texts=[...])).")
-    encoded = encoder.tokenize(list(data.class_texts))
-    return {name: value.to(encoder.device) for name, value in encoded.items() if isinstance(value, torch.Tensor)}
+    encoded = encoder.tokenizer(list(data.class_texts), padding=True, truncation=True, max_length=encoder.max_seq_length, return_tensors="pt")
+    return {name: tensor.to(encoder.device) for name, tensor in encoded.items()}
 
 
 def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
