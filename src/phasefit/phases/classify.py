@@ -221,6 +221,13 @@ def _train_best_rate(encoder: SentenceTransformer, data: ClassifierData, config:
     return head.eval(), stats
 
 
+def required_class_texts(data: ClassifierData, option: str) -> list[str]:
+    """The class names (or descriptions) in code order, or a ConfigError naming the option that needs them."""
+    if data.class_texts is None or len(data.class_texts) != data.n_classes:
+        raise ConfigError(f"option {option} needs the class names (train_classifier(..., class_texts=[...])).")
+    return list(data.class_texts)
+
+
 def new_head(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, seed: int) -> nn.Module:
     """The FT head before its first step: a seeded random MLP, or prototypes from the class names and / or the classes' mean embeddings."""
     torch.manual_seed(seed)
@@ -230,9 +237,8 @@ def new_head(encoder: SentenceTransformer, data: ClassifierData, config: Classif
     head = PrototypeHead(dimension, data.n_classes, config.prototype_scale).to(encoder.device)
     parts = []
     if "names" in config.prototype_init.split("+"):
-        if data.class_texts is None or len(data.class_texts) != data.n_classes:
-            raise ConfigError("option ft.prototype_init 'names' needs the class names (train_classifier(..., class_texts=[...])).")
-        parts.append(encoder.encode(list(data.class_texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False))
+        names = required_class_texts(data, "ft.prototype_init 'names'")
+        parts.append(encoder.encode(names, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False))
     if "means" in config.prototype_init.split("+"):
         embeddings = encoder.encode(list(data.train_texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
         labels = torch.as_tensor(np.asarray(data.train_labels), device=embeddings.device)
@@ -245,9 +251,8 @@ def class_features(encoder: SentenceTransformer, data: ClassifierData, config: C
     """The class names tokenised for ``ft.names_in_batch`` (None when it is off or there is no contrastive term to join)."""
     if not (config.names_in_batch and config.contrastive_weight):
         return None
-    if data.class_texts is None or len(data.class_texts) != data.n_classes:
-        raise ConfigError("option ft.names_in_batch needs the class names (train_classifier(..., class_texts=[...])).")
-    encoded = encoder.tokenizer(list(data.class_texts), padding=True, truncation=True, max_length=encoder.max_seq_length, return_tensors="pt")
+    names = required_class_texts(data, "ft.names_in_batch")
+    encoded = encoder.tokenizer(names, padding=True, truncation=True, max_length=encoder.max_seq_length, return_tensors="pt")
     return {name: tensor.to(encoder.device) for name, tensor in encoded.items()}
 
 
