@@ -1,5 +1,6 @@
 """Options beyond the paper: class names as text, the prototype head, LP-FT's head warm-up, the
-supervised contrastive term in FT (with the class names as batch members), and self-training on the unlabelled pool."""
+supervised contrastive term in FT (with the class names as batch members), self-training on the unlabelled pool,
+and WiSE-FT's weight interpolation."""
 
 import json
 
@@ -18,7 +19,7 @@ from phasefit.errors import ConfigError, DataError, ModelFilesError
 from phasefit.label_names import label_texts, read_label_descriptions
 from phasefit.losses import SupervisedContrastiveLoss
 from phasefit.model import EncoderClassifier, PrototypeHead, head_from_config
-from phasefit.phases.classify import ClassifierData, new_head, pseudo_labels, train_classifier
+from phasefit.phases.classify import ClassifierData, interpolate_weights, new_head, pseudo_labels, starting_weights, train_classifier
 
 
 @pytest.fixture()
@@ -173,6 +174,41 @@ def test_names_in_batch_needs_a_contrastive_term_and_trains_the_names_in(tiny_mo
 
 def _encoder_weights(encoder):
     return {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()}
+
+
+def test_interpolate_weights_mixes_each_floating_weight_once_even_when_tied():
+    module = torch.nn.Sequential(torch.nn.Embedding(4, 3), torch.nn.Linear(3, 4, bias=False))
+    module[1].weight = module[0].weight  # tied: one tensor under two names
+    module.register_buffer("steps", torch.tensor([7]))
+    start = starting_weights(module)
+    assert "steps" not in start
+    with torch.no_grad():
+        module[0].weight.add_(2.0)
+    interpolate_weights(module, start, 0.25)
+    assert torch.allclose(module[0].weight, start["0.weight"] + 0.5)  # 0.25 * (w + 2) + 0.75 * w, not mixed twice
+    assert module.steps.item() == 7
+
+
+def test_weight_interpolation_returns_the_mix_of_start_and_fine_tuned_weights(tiny_model, toy, tmp_path):
+    texts, labels = toy
+    config = ClassifyConfig(epochs=3, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", prototype_init="means")
+    start = _encoder_weights(SentenceTransformer(tiny_model, device="cpu"))
+    trained, stats = {}, {}
+    for share in (1.0, 0.5):
+        encoder = SentenceTransformer(tiny_model, device="cpu")
+        run_config = ClassifyConfig(**{**config.__dict__, "weight_interpolation": share})
+        _, stats[share] = train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, run_config, 0, tmp_path / str(share))
+        trained[share] = _encoder_weights(encoder)
+    moved = [name for name in start if start[name].is_floating_point() and not torch.allclose(start[name], trained[1.0][name])]
+    assert moved
+    for name in moved:
+        assert torch.allclose(trained[0.5][name], (start[name] + trained[1.0][name]) / 2, atol=1e-6)
+    assert stats[0.5]["validation_before_interpolation"] == pytest.approx(stats[1.0]["best_validation_accuracy"])
+    assert "validation_before_interpolation" not in stats[1.0]
+    with pytest.raises(ConfigError, match="weight_interpolation"):
+        from phasefit.config import build_config
+
+        build_config({"ft": {"weight_interpolation": 0}})
 
 
 def test_head_warmup_keeps_the_encoder_still_while_the_head_learns(tiny_model, toy, tmp_path):

@@ -115,6 +115,7 @@ class ClassifyConfig:
     pseudo_labels_per_class: int = 64
     pseudo_label_confidence: float = 0.9
     self_training_pool: int | None = 5000
+    weight_interpolation: float = 1.0
 
 
 PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": ContrastiveConfig, "joint": JointConfig, "ft": ClassifyConfig}
@@ -183,6 +184,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "pseudo_labels_per_class": (">= 1", lambda v: v >= 1),
     "self_training_pool": ("a whole number >= 1", lambda v: v is None or v >= 1),
     "pseudo_label_confidence": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "weight_interpolation": ("in (0, 1]", lambda v: 0 < v <= 1),
     "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),
     "max_length_percentile": ("in (0, 100]", lambda v: 0 < v <= 100),
     "precision": ("one of auto, bf16, fp16, fp32", lambda v: v in {"auto", "bf16", "fp16", "fp32"}),

@@ -2,7 +2,8 @@
 
 Beyond the paper, as options: a prototype head initialised from the class names, LP-FT's head
 warm-up, a supervised contrastive term beside cross-entropy (optionally with the class names as batch
-members), and self-training on the pool.
+members), self-training on the pool, and WiSE-FT's interpolation between the starting and the
+fine-tuned weights.
 """
 
 from __future__ import annotations
@@ -309,22 +310,50 @@ def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: Clas
     )
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
+    start_weights = starting_weights(classifier) if config.weight_interpolation < 1 else None
     resume_from = latest_checkpoint(run.workdir) if run.resumable else None
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         encoder.requires_grad_(True)
     wait_for_everyone()  # every process has loaded the best checkpoint before it goes
+    best = trainer.state.best_metric
+    history = list(trainer.state.log_history)
+    interpolation = {}
+    if start_weights is not None:
+        interpolate_weights(classifier, start_weights, config.weight_interpolation)
+        interpolated = trainer.evaluate()[metric]
+        interpolation = {"validation_before_interpolation": float(best) if best is not None else float("nan"), "weight_interpolation": config.weight_interpolation}
+        best = interpolated  # what a learning-rate grid or self-training compares is the model this phase returns
     if is_main_process():
         shutil.rmtree(run.workdir, ignore_errors=True)
-    best = trainer.state.best_metric
-    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    evaluations = [entry for entry in history if "eval_loss" in entry]
     return head.eval(), {
-        "curve": learning_curve(trainer.state.log_history),
+        "curve": learning_curve(history),
         "steps": trainer.state.global_step,
         "effective_batch_size": batch,
         "best_validation_" + config.metric: float(best) if best is not None else float("nan"),
         "best_step": int(trainer.state.best_global_step or 0),
         "evaluations": len(evaluations),
         "resumed_from_step": checkpoint_step(resume_from),
+        **interpolation,
     }
+
+
+def starting_weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's floating-point weights and buffers, before training moves them."""
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items() if tensor.is_floating_point()}
+
+
+@torch.no_grad()
+def interpolate_weights(module: nn.Module, start: dict[str, torch.Tensor], share: float) -> None:
+    """WiSE-FT (Wortsman et al., CVPR 2022): each weight becomes ``share * fine-tuned + (1 - share) * start``, in place.
+
+    With a prototype head initialised from the class names and means, the starting model is already a
+    classifier, so the mix keeps part of what the encoder knew before the few labelled texts pulled it.
+    """
+    done: set[int] = set()
+    for name, tensor in module.state_dict().items():
+        if name in start and tensor.data_ptr() not in done:  # a tied weight appears under two names: mix it once
+            done.add(tensor.data_ptr())
+            tensor.mul_(share).add_(start[name].to(tensor.device), alpha=1 - share)
