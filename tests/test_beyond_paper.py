@@ -1,6 +1,6 @@
 """Options beyond the paper: class names as text, the prototype head, LP-FT's head warm-up, the
 supervised contrastive term in FT (with the class names as batch members), self-training on the unlabelled pool,
-and WiSE-FT's weight interpolation."""
+WiSE-FT's weight interpolation and the logistic-regression head refit."""
 
 import json
 
@@ -18,8 +18,16 @@ from phasefit.config import ClassifyConfig
 from phasefit.errors import ConfigError, DataError, ModelFilesError
 from phasefit.label_names import label_texts, read_label_descriptions
 from phasefit.losses import SupervisedContrastiveLoss
-from phasefit.model import EncoderClassifier, PrototypeHead, head_from_config
-from phasefit.phases.classify import ClassifierData, interpolate_weights, new_head, pseudo_labels, starting_weights, train_classifier
+from phasefit.model import EncoderClassifier, LinearHead, PrototypeHead, head_from_config
+from phasefit.phases.classify import (
+    ClassifierData,
+    interpolate_weights,
+    new_head,
+    pseudo_labels,
+    refit_logistic_head,
+    starting_weights,
+    train_classifier,
+)
 
 
 @pytest.fixture()
@@ -209,6 +217,36 @@ def test_weight_interpolation_returns_the_mix_of_start_and_fine_tuned_weights(ti
         from phasefit.config import build_config
 
         build_config({"ft": {"weight_interpolation": 0}})
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_refit_gives_the_regressions_probabilities_and_saves_as_a_linear_head(tiny_model, toy, tmp_path, n_classes):
+    from sklearn.linear_model import LogisticRegression
+
+    texts, labels = toy
+    keep = labels < n_classes
+    texts, labels = [t for t, k in zip(texts, keep) if k], labels[keep]
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    data = ClassifierData(texts[:30], labels[:30], texts[30:], labels[30:], n_classes + 1)  # the last class has no labelled text
+    head, stats = refit_logistic_head(encoder, data, ClassifyConfig(), 0, {"best_validation_accuracy": 0.25})
+    assert isinstance(head, LinearHead) and stats["validation_before_refit"] == 0.25
+    expected = LogisticRegression(max_iter=1000, random_state=0).fit(encoder.encode(texts[:30]), labels[:30])
+    model = PhaseFitModel(encoder, head, [str(code) for code in range(n_classes + 1)])
+    probabilities = model.predict_proba(texts[30:])
+    assert np.allclose(probabilities[:, :n_classes], expected.predict_proba(encoder.encode(texts[30:])), atol=1e-4)
+    assert np.all(probabilities[:, n_classes] < 1e-6)
+    assert stats["best_validation_accuracy"] == pytest.approx(float(np.mean(probabilities.argmax(axis=1) == labels[30:])))
+    model.save_pretrained(tmp_path / "saved")
+    assert np.allclose(PhaseFitModel.from_pretrained(tmp_path / "saved", device="cpu").predict_proba(texts[30:]), probabilities, atol=1e-6)
+    with pytest.raises(ConfigError, match="at least two classes"):
+        refit_logistic_head(encoder, ClassifierData(texts[:3], np.zeros(3, dtype=np.int64), [], np.array([]), 2), ClassifyConfig(), 0, {"best_validation_accuracy": 0.0})
+
+
+def test_head_refit_replaces_the_trained_head(tiny_model, toy, tmp_path):
+    texts, labels = toy
+    config = ClassifyConfig(epochs=1, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", prototype_init="means", head_refit="logistic")
+    head, stats = train_classifier(SentenceTransformer(tiny_model, device="cpu"), texts[:54], labels[:54], texts[54:], labels[54:], 3, config, 0, tmp_path)
+    assert isinstance(head, LinearHead) and "validation_before_refit" in stats and stats["steps"] >= 1
 
 
 def test_head_warmup_keeps_the_encoder_still_while_the_head_learns(tiny_model, toy, tmp_path):

@@ -116,6 +116,7 @@ class ClassifyConfig:
     pseudo_label_confidence: float = 0.9
     self_training_pool: int | None = 5000
     weight_interpolation: float = 1.0
+    head_refit: str = "none"
 
 
 PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": ContrastiveConfig, "joint": JointConfig, "ft": ClassifyConfig}
@@ -185,6 +186,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "self_training_pool": ("a whole number >= 1", lambda v: v is None or v >= 1),
     "pseudo_label_confidence": ("in [0, 1)", lambda v: 0 <= v < 1),
     "weight_interpolation": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "head_refit": ("none or logistic", lambda v: v in {"none", "logistic"}),
     "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),
     "max_length_percentile": ("in (0, 100]", lambda v: 0 < v <= 100),
     "precision": ("one of auto, bf16, fp16, fp32", lambda v: v in {"auto", "bf16", "fp16", "fp32"}),

@@ -80,14 +80,37 @@ class PrototypeHead(nn.Module):
         return {"kind": "prototype", "input_size": self.input_size, "n_classes": self.n_classes, "scale": self.initial_scale}
 
 
+class LinearHead(nn.Module):
+    """One linear layer, ``logits = W · embedding + b``: the form of SetFit's logistic-regression head."""
+
+    def __init__(self, input_size: int, n_classes: int) -> None:
+        super().__init__()
+        self.input_size, self.n_classes = input_size, n_classes
+        self.linear = nn.Linear(input_size, n_classes)
+
+    @torch.no_grad()
+    def initialise(self, weight: torch.Tensor | np.ndarray, bias: torch.Tensor | np.ndarray) -> "LinearHead":
+        self.linear.weight.copy_(torch.as_tensor(weight, dtype=self.linear.weight.dtype))
+        self.linear.bias.copy_(torch.as_tensor(bias, dtype=self.linear.bias.dtype))
+        return self
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.linear(embeddings)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "linear", "input_size": self.input_size, "n_classes": self.n_classes}
+
+
 def head_from_config(config: dict[str, Any]) -> nn.Module:
     """An untrained head of the kind and shape a saved ``phasefit.json`` describes (an MLP when it names none)."""
     kind = config.get("kind", "mlp")
     if kind == "prototype":
         return PrototypeHead(config["input_size"], config["n_classes"], config.get("scale", 20.0))
+    if kind == "linear":
+        return LinearHead(config["input_size"], config["n_classes"])
     if kind == "mlp":
         return ClassificationHead(config["input_size"], config["hidden_size"], config["n_classes"], config["dropout"])
-    raise ModelFilesError(f"head kind {kind!r} is not one this phasefit knows (mlp, prototype); a newer phasefit wrote it.")
+    raise ModelFilesError(f"head kind {kind!r} is not one this phasefit knows (mlp, prototype, linear); a newer phasefit wrote it.")
 
 
 class EncoderClassifier(nn.Module):

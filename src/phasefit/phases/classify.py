@@ -2,8 +2,8 @@
 
 Beyond the paper, as options: a prototype head initialised from the class names, LP-FT's head
 warm-up, a supervised contrastive term beside cross-entropy (optionally with the class names as batch
-members), self-training on the pool, and WiSE-FT's interpolation between the starting and the
-fine-tuned weights.
+members), self-training on the pool, WiSE-FT's interpolation between the starting and the
+fine-tuned weights, and SetFit's logistic-regression head fit on the fine-tuned encoder.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..distributed import is_main_process, wait_for_everyone
 from ..errors import ConfigError
 from ..losses import SupervisedContrastiveLoss
 from ..metrics import classification_metrics
-from ..model import ClassificationHead, EncoderClassifier, PhaseFitModel, PrototypeHead
+from ..model import ClassificationHead, EncoderClassifier, LinearHead, PhaseFitModel, PrototypeHead
 from .common import (
     FrozenForSteps,
     MainProcessWritesOnly,
@@ -137,10 +137,20 @@ def train_classifier(
     its most confident predictions per class join the labelled texts and the phase trains again
     from the same starting encoder. The round's model is kept only if its validation ``metric`` is
     better.
+
+    With ``config.head_refit == "logistic"`` the head is then replaced by a logistic regression fit
+    on the fine-tuned encoder's embeddings of the labelled texts.
     """
     data = ClassifierData(train_texts, train_labels, validation_texts, validation_labels, n_classes, class_texts, list(unlabelled_texts))
+    head, stats = _train_and_self_train(encoder, data, config, TrainingRun(seed, workdir, callbacks, resumable, precision))
+    if config.head_refit == "logistic":
+        return refit_logistic_head(encoder, data, config, seed, stats)
+    return head, stats
+
+
+def _train_and_self_train(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
+    n_classes = data.n_classes
     start = {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()} if config.self_training_rounds else None
-    run = TrainingRun(seed, workdir, callbacks, resumable, precision)
     head, stats = _train_best_rate(encoder, data, config, run)
     if not config.self_training_rounds:
         return head, stats
@@ -166,6 +176,38 @@ def train_classifier(
         head, stats = student_head, {**student_stats, "self_training": []}
     stats["self_training"] = rounds
     return head, stats
+
+
+def refit_logistic_head(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, seed: int, stats: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """SetFit's head on phasefit's encoder: a scikit-learn logistic regression on the labelled texts' embeddings, as a LinearHead.
+
+    The validation score in ``stats`` becomes the new head's (the FT head's is kept as ``validation_before_refit``).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(data.train_labels)
+    if len(np.unique(labels)) < 2:
+        raise ConfigError("option ft.head_refit 'logistic' needs labelled texts of at least two classes.")
+    regression = LogisticRegression(max_iter=1000, random_state=seed).fit(encoder.encode(list(data.train_texts), show_progress_bar=False), labels)
+    dimension = encoder.get_embedding_dimension()
+    weight, bias = np.zeros((data.n_classes, dimension)), np.full(data.n_classes, -1e4)  # a class without labelled texts is never predicted
+    if len(regression.classes_) == 2:  # one score for the second class; softmax over (0, score) is the regression's sigmoid
+        weight[regression.classes_] = [np.zeros(dimension), regression.coef_[0]]
+        bias[regression.classes_] = [0.0, regression.intercept_[0]]
+    else:
+        weight[regression.classes_], bias[regression.classes_] = regression.coef_, regression.intercept_
+    head = LinearHead(dimension, data.n_classes).initialise(weight, bias).to(encoder.device).eval()
+    key = "best_validation_" + config.metric
+    refit = dict(stats, validation_before_refit=stats[key])
+    if len(data.validation_texts):
+        with torch.no_grad():
+            logits = head(encoder.encode(list(data.validation_texts), convert_to_tensor=True, show_progress_bar=False))
+        truth = np.asarray(data.validation_labels)
+        if config.metric == "loss":
+            refit[key] = float(nn.functional.cross_entropy(logits, torch.as_tensor(truth, device=logits.device)))
+        else:
+            refit[key] = classification_metrics(truth, logits.argmax(dim=-1).cpu().numpy(), list(range(data.n_classes)))[config.metric]
+    return head, refit
 
 
 def pseudo_labels(model: PhaseFitModel, data: ClassifierData, config: ClassifyConfig) -> tuple[list[str], np.ndarray]:
