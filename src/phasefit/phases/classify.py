@@ -359,14 +359,13 @@ def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: Clas
     finally:
         encoder.requires_grad_(True)
     wait_for_everyone()  # every process has loaded the best checkpoint before it goes
-    best = trainer.state.best_metric
+    best = float(trainer.state.best_metric) if trainer.state.best_metric is not None else float("nan")
     history = list(trainer.state.log_history)
     interpolation = {}
     if start_weights is not None:
         interpolate_weights(classifier, start_weights, config.weight_interpolation)
-        interpolated = trainer.evaluate()[metric]
-        interpolation = {"validation_before_interpolation": float(best) if best is not None else float("nan"), "weight_interpolation": config.weight_interpolation}
-        best = interpolated  # what a learning-rate grid or self-training compares is the model this phase returns
+        interpolation = {"validation_before_interpolation": best, "weight_interpolation": config.weight_interpolation}
+        best = float(trainer.evaluate()[metric])  # what a learning-rate grid or self-training compares is the model this phase returns
     if is_main_process():
         shutil.rmtree(run.workdir, ignore_errors=True)
     evaluations = [entry for entry in history if "eval_loss" in entry]
@@ -374,7 +373,7 @@ def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: Clas
         "curve": learning_curve(history),
         "steps": trainer.state.global_step,
         "effective_batch_size": batch,
-        "best_validation_" + config.metric: float(best) if best is not None else float("nan"),
+        "best_validation_" + config.metric: best,
         "best_step": int(trainer.state.best_global_step or 0),
         "evaluations": len(evaluations),
         "resumed_from_step": checkpoint_step(resume_from),
