@@ -235,7 +235,7 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
         "Profiles: `val-old` = the budgets before this study (epochs only, no warm-up, one learning rate for decoder and encoder); "
         "`val-budget` = at least 100 optimiser steps in DAE and CL, 10 % warm-up, the DAE decoder's own weights at 5e-4 and alone for 20 steps. "
         "Both cap phase 1 at 2,000 texts and validation at 500 rows, like `cpu`; FT is the same in both (ft runs once, under `val-old`). "
-        "Issue 28's profiles (`val-proto`, `val-proto-supcon`, `val-proto-self`, `val-lpft`, `val-proto-supcon-short`, `val-plus`, `val-names`, `val-lr5`, `val-wise`, `val-lrhead`) keep those caps and "
+        "Issue 28's profiles (`val-proto`, `val-proto-supcon`, `val-proto-self`, `val-lpft`, `val-proto-supcon-short`, `val-plus`, `val-names`, `val-lr5`, `val-wise`, `val-lrhead`, `val-cw1`) keep those caps and "
         "change FT only; each is a YAML file in `benchmarks/profiles/` whose first line says what it adds, and the rules below compare each with the run it adds to. "
         "The records hold test scores too (the runner writes them); this section and the decisions below read validation accuracy only.",
         "",
@@ -280,6 +280,7 @@ COMPONENTS = [
     ("ft (val-lr5)", "ft (val-proto-supcon-short)", "3phase+'s FT with the encoder's learning rate at 5e-5 instead of 3e-5"),
     ("ft (val-wise)", "ft (val-proto-supcon-short)", "WiSE-FT: 3phase+'s FT returns the half-way mix of its starting and fine-tuned weights"),
     ("ft (val-lrhead)", "ft (val-proto-supcon-short)", "SetFit's logistic-regression head, fit on 3phase+'s fine-tuned encoder, instead of its prototype head"),
+    ("ft (val-cw1)", "ft (val-proto-supcon-short)", "3phase+'s FT with the supervised contrastive term at weight 1.0 instead of 0.5"),
 ]
 KEEP_MARGIN = 0.5
 
