@@ -150,7 +150,7 @@ def train_classifier(
 
 def _train_and_self_train(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
     n_classes = data.n_classes
-    start = {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()} if config.self_training_rounds else None
+    start = state_copy(encoder) if config.self_training_rounds else None
     head, stats = _train_best_rate(encoder, data, config, run)
     if not config.self_training_rounds:
         return head, stats
@@ -165,7 +165,7 @@ def _train_and_self_train(encoder: SentenceTransformer, data: ClassifierData, co
         if not len(texts):
             rounds.append({"round": round_number, "pseudo_labels": 0, "kept": False})
             break
-        best_weights = {name: tensor.detach().clone() for name, tensor in EncoderClassifier(encoder, head).state_dict().items()}
+        best_weights = state_copy(EncoderClassifier(encoder, head))
         encoder.load_state_dict(start)
         student_head, student_stats = _train_best_rate(encoder, data.with_pseudo_labels(texts, labels), config, run.within(f"self-training-{round_number}", round_number))
         kept = sign * student_stats[key] > sign * stats[key]
@@ -233,7 +233,7 @@ def pseudo_labels(model: PhaseFitModel, data: ClassifierData, config: ClassifyCo
 def _train_best_rate(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
     if not config.learning_rate_grid:
         return _train_once(encoder, data, config, run)
-    start = {name: tensor.detach().clone() for name, tensor in encoder.state_dict().items()}
+    start = state_copy(encoder)
     trials = []
     for rate in sorted(set(config.learning_rate_grid)):
         trial_dir = run.workdir / f"lr-{rate:g}"
@@ -381,9 +381,14 @@ def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: Clas
     }
 
 
+def state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's whole state, to restore with ``load_state_dict`` after training moves it."""
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
 def starting_weights(module: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the module's floating-point weights and buffers, before training moves them."""
-    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items() if tensor.is_floating_point()}
+    return {name: tensor for name, tensor in state_copy(module).items() if tensor.is_floating_point()}
 
 
 @torch.no_grad()
