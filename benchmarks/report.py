@@ -190,6 +190,7 @@ def build_report(
     lines += claim_on_validation_lines(validation or [])
     lines += ["", "## 3phase+ against the better of tuned FT and SetFit (issue 28's bar; test accuracy)", ""]
     lines += bar_lines(accuracy_by_seed, keys)
+    lines += selection_optimism_lines(records)
     lines += ["", "## Which recipe for how much labelled data (test accuracy; also at the top of the README)", ""]
     lines += which_recipe_lines(accuracy, keys)
     lines += validation_lines(validation or [])
@@ -609,6 +610,30 @@ def grid_edge_lines(records) -> list[str]:
         f"- Tuned FT picked the largest learning rate of its grid in {largest} of {len(tuned)} runs and the smallest in {smallest} "
         "(ties on validation go to the smaller rate): where an end is picked often, a wider grid might make the baseline stronger still."
     ]
+
+
+def selection_optimism_lines(records, methods=("3phase+", "tuned-ft", "setfit"), untuned: str = "setfit") -> list[str]:
+    """How much higher validation reads than test, per method: SetFit never looks at validation, so a method's excess
+    over SetFit's gap is what choosing on the same validation rows (checkpoints, learning rates) added to its validation score."""
+    gaps: dict[str, dict[tuple, list[float]]] = {}
+    for record in records:
+        if record["method"] in methods and record.get("validation_accuracy") is not None and record.get("test"):
+            cell_key = (record["dataset"], str(record["regime"]))
+            gaps.setdefault(record["method"], {}).setdefault(cell_key, []).append(100 * (record["validation_accuracy"] - record["test"]["accuracy"]))
+    if untuned not in gaps or len(gaps) < 2:
+        return []
+    means = {method: statistics.mean(g for cell_gaps in cells.values() for g in cell_gaps) for method, cells in gaps.items()}
+    counts = {method: sum(len(cell_gaps) for cell_gaps in cells.values()) for method, cells in gaps.items()}
+    shown = ", ".join(f"{method} {means[method]:+.2f} ({counts[method]} runs)" for method in methods if method in means)
+    lines = [f"- Validation minus test accuracy, mean over runs (points): {shown}. {untuned} never looks at validation, so the rest's excess over its gap is what choosing on the same validation rows added to their validation scores."]
+    for method in methods:
+        if method == untuned or method not in gaps:
+            continue
+        excess = {key: statistics.mean(gaps[method][key]) - statistics.mean(gaps[untuned][key]) for key in gaps[method] if key in gaps[untuned]}
+        if excess:
+            worst = sorted(excess, key=lambda key: -excess[key])[:2]
+            lines.append(f"- {method}'s excess over {untuned}'s gap is largest on " + " and ".join(f"{d}/{r} ({excess[(d, r)]:+.2f})" for d, r in worst) + ".")
+    return lines
 
 
 def plain_words(seeded, keys, pairs: dict[tuple, float] | None = None) -> list[str]:

@@ -139,6 +139,17 @@ def test_report_counts_tuned_ft_picks_at_the_ends_of_its_grid():
     assert report.grid_edge_lines([{"method": "ft", "config": {}}]) == []
 
 
+def test_report_measures_how_much_choosing_on_validation_lifted_validation_over_test():
+    def record(method, dataset, validation, test):
+        return {"method": method, "dataset": dataset, "regime": "8", "validation_accuracy": validation, "test": {"accuracy": test}}
+
+    records = [record("setfit", "a", 0.80, 0.80), record("setfit", "b", 0.70, 0.68), record("3phase+", "a", 0.85, 0.80), record("3phase+", "b", 0.71, 0.70)]
+    first, second = report.selection_optimism_lines(records + [record("ft", "a", 0.9, 0.1)])
+    assert first.startswith("- Validation minus test accuracy, mean over runs (points): 3phase+ +3.00 (2 runs), setfit +1.00 (2 runs).")
+    assert second == "- 3phase+'s excess over setfit's gap is largest on a/8 (+5.00) and b/8 (-1.00)."
+    assert report.selection_optimism_lines([record("3phase+", "a", 0.85, 0.80)]) == []
+
+
 def fake_sweep(tmp_path, monkeypatch, meanwhile=lambda key: None) -> tuple[list[int], list[str]]:
     """run.main's loop over a toy plan (seeds 1 and 2) with run_one faked; returns the seeds started and the arguments.
     ``meanwhile(key)`` runs inside each fake run, as another worker would act while this one trains."""
