@@ -4,7 +4,8 @@ Resumable: a run whose record is already in the results file is skipped, so a sw
 stopped at any time and continued later. Each run is claimed (a lock) while a worker trains it, so two
 workers may share one plan and split it. A full-data run (hours on a CPU) also continues where it
 stopped: its work folder under the cache keeps the finished phases, the running phase's
-checkpoints and tuned FT's finished learning rates until its record is written.
+checkpoints and tuned FT's finished learning rates until its record is written. Tuned FT keeps its
+finished learning rates in the 8/64 regimes too (there an interrupted trial starts again).
 
 Methods are phasefit recipes plus two peers on the same samples, seeds and base model:
 ``tuned-ft`` (plain fine-tuning, learning rate chosen on validation) and ``setfit`` (the setfit
@@ -42,6 +43,8 @@ TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
 # Runs in these regimes keep a work folder and continue from it; 8/64 runs take minutes and simply restart.
 RESUMABLE_REGIMES = {"full"}
+# Tuned FT keeps its finished trials (one per learning rate) in every regime: on long texts an 8/64 run takes an hour.
+TRIAL_RESUMABLE_METHODS = {"tuned-ft"}
 
 
 def git_commit() -> str:
@@ -101,7 +104,7 @@ def run_key(record: dict[str, Any]) -> tuple:
 def run_work_dir(cache_dir: str | None, key: tuple) -> Path | None:
     """Where a resumable run keeps what it has done until its record is written (None: the run restarts if stopped)."""
     dataset, regime, method, model, seed, profile = key
-    if cache_dir is None or regime not in RESUMABLE_REGIMES:
+    if cache_dir is None or (regime not in RESUMABLE_REGIMES and method not in TRIAL_RESUMABLE_METHODS):
         return None
     return Path(cache_dir) / "runs" / "-".join([dataset, regime, method, model.replace("/", "_"), f"seed{seed}", Path(profile).stem])
 
@@ -276,8 +279,12 @@ def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | No
     }
 
 
-def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
-    """Plain fine-tuning; the learning rate is the one with the best validation accuracy (epochs by early stopping)."""
+def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: RunClock, checkpoint_trials: bool = True) -> dict[str, Any]:
+    """Plain fine-tuning; the learning rate is the one with the best validation accuracy (epochs by early stopping).
+
+    Finished trials are kept in ``work_dir``; with ``checkpoint_trials`` a trial stopped midway also resumes from its
+    last checkpoint (otherwise it is trained again, without checkpoint writes in its wall time).
+    """
     from phasefit import train
 
     trials_file = work_dir / "trials.jsonl" if work_dir else None
@@ -288,7 +295,7 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
         if trial is None:
             trial_options = {**options, "ft": {**options.get("ft", {}), "learning_rate": learning_rate}}
             part = f"lr-{learning_rate:g}"
-            trial_dir = work_dir / part if work_dir else None
+            trial_dir = work_dir / part if work_dir and checkpoint_trials else None
             result = train(data, trial_options, recipe="ft", work_dir=trial_dir, progress=lambda title: clock.callback(title, part))
             trial = {
                 "learning_rate": learning_rate,
@@ -343,7 +350,7 @@ def run_one(
     data = load_benchmark_data(dataset, regime, seed, data_root, profile)
     options = phasefit_options(profile, model, seed, cache_dir)
     if method == "tuned-ft":
-        outcome = run_tuned_ft(data, options, work_dir, clock)
+        outcome = run_tuned_ft(data, options, work_dir, clock, checkpoint_trials=regime in RESUMABLE_REGIMES)
     elif method == "setfit":
         outcome = run_setfit(data, model, seed)
     else:

@@ -195,26 +195,35 @@ def test_a_run_that_another_worker_is_training_is_left_to_it_and_its_claim_dies_
     assert not list((tmp_path / ".claims").iterdir()), "claims are removed once their runs are written"
 
 
-def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path, tiny_model, monkeypatch):
-    import phasefit
-
+def toy_tuned_ft_sweep(tmp_path, tiny_model, regime: str, methods: list[str], train_per_class: int):
+    """A runner command on a toy dataset, its results file and cache, and the work folder its tuned-ft run uses."""
     root = tmp_path / "data"
     (root / "toy").mkdir(parents=True)
-    pd.DataFrame(toy_rows({"sport": 12, "weather": 12}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": train_per_class, "weather": train_per_class}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
     pd.DataFrame(toy_rows({"sport": 4, "weather": 4}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
     results, cache = tmp_path / "runs.jsonl", tmp_path / "cache"
-    args = ["--datasets", "toy", "--regimes", "full", "--methods", "tuned-ft", "3phase", "--seeds", "1", "--model", tiny_model,
+    args = ["--datasets", "toy", "--regimes", regime, "--methods", *methods, "--seeds", "1", "--model", tiny_model,
             "--profile", "smoke", "--data-root", str(root), "--results", str(results), "--cache-dir", str(cache)]
-    work = run.run_work_dir(str(cache), ("toy", "full", "tuned-ft", run.model_label(tiny_model), 1, "smoke"))
-    real_train, work_dirs = phasefit.train, []
+    work = run.run_work_dir(str(cache), ("toy", regime, "tuned-ft", run.model_label(tiny_model), 1, "smoke"))
+    return args, results, cache, work
 
-    def train_stopped_at_the_second_trial(*args, **kwargs):
+
+def train_stopped_at_the_second_call(real_train, work_dirs: list):
+    def train(*args, **kwargs):
         work_dirs.append(kwargs["work_dir"])
         if len(work_dirs) == 2:
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(phasefit, "train", train_stopped_at_the_second_trial)
+    return train
+
+
+def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path, tiny_model, monkeypatch):
+    import phasefit
+
+    args, results, cache, work = toy_tuned_ft_sweep(tmp_path, tiny_model, "full", ["tuned-ft", "3phase"], train_per_class=12)
+    real_train, work_dirs = phasefit.train, []
+    monkeypatch.setattr(phasefit, "train", train_stopped_at_the_second_call(real_train, work_dirs))
     monkeypatch.setattr(run, "git_commit", lambda: "first")
     with pytest.raises(KeyboardInterrupt):
         run.main(args)
@@ -248,6 +257,27 @@ def test_a_full_data_run_stopped_midway_continues_from_its_work_folder(tmp_path,
     assert not any((cache / "runs").iterdir()), "a recorded run's work folder is removed"
     # 8/64 runs take minutes and restart instead.
     assert run.run_work_dir(str(cache), ("toy", "64", "3phase", "m", 1, "cpu")) is None
+
+
+def test_a_tuned_ft_run_in_the_8_regime_keeps_its_finished_learning_rates_when_stopped(tmp_path, tiny_model, monkeypatch):
+    import phasefit
+
+    args, results, cache, work = toy_tuned_ft_sweep(tmp_path, tiny_model, "8", ["tuned-ft"], train_per_class=16)
+    real_train, work_dirs = phasefit.train, []
+    monkeypatch.setattr(phasefit, "train", train_stopped_at_the_second_call(real_train, work_dirs))
+    with pytest.raises(KeyboardInterrupt):
+        run.main(args)
+    assert [json.loads(line)["learning_rate"] for line in (work / "trials.jsonl").read_text().splitlines()] == [run.TUNED_FT_LEARNING_RATES[0]]
+    trained_again = []
+    monkeypatch.setattr(phasefit, "train", lambda *a, **kw: trained_again.append(kw["work_dir"]) or real_train(*a, **kw))
+    run.main(args)
+    (record,) = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [trial["learning_rate"] for trial in record["grid"]] == list(run.TUNED_FT_LEARNING_RATES)
+    # Only the unfinished learning rates are trained again, and no trial writes checkpoints in this regime.
+    assert len(trained_again) == len(run.TUNED_FT_LEARNING_RATES) - 1 and work_dirs == [None, None] and trained_again == [None, None]
+    assert record["sittings"] == 2 and not work.exists()
+    # Other methods in the 8/64 regimes take minutes and simply restart.
+    assert run.run_work_dir(str(cache), ("toy", "8", "3phase+", "m", 1, "cpu")) is None
 
 
 def test_the_run_clock_adds_each_phases_seconds_across_sittings(tmp_path, monkeypatch):
