@@ -38,6 +38,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_RESULTS = HERE / "results" / "runs.jsonl"
+HELD_OUT_RESULTS = HERE / "results" / "held_out" / "runs.jsonl"
 DEFAULT_DATA_ROOT = HERE.parent.parent / "shared" / "datasets"
 TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
@@ -223,7 +224,7 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
     return yaml.safe_load(profile_path(name_or_path).read_text(encoding="utf-8")) or {}
 
 
-def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], data_root: Path, profile: str) -> list[str]:
+def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], data_root: Path, profile: str, results: Path | None = None) -> list[str]:
     """What is wrong with a sweep's plan, found before its first run rather than an hour into it."""
     from phasefit.recipes import RECIPES
 
@@ -240,19 +241,56 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
             errors.append(f"method {method!r}: expected one of {', '.join(known)}")
     if not profile_path(profile).is_file():
         errors.append(f"profile {profile!r}: neither a YAML file nor a name under {HERE / 'profiles'}")
+    elif results is not None and load_profile(profile).get("held_out_validation") and results.resolve() == DEFAULT_RESULTS.resolve():
+        errors.append(f"profile {profile!r} scores on held-out validation, not test: give its runs their own --results file (e.g. {HELD_OUT_RESULTS})")
     return errors
 
 
+MAX_HELD_OUT = 1000
+HELD_OUT_SPLIT = "held-out validation"
+
+
+def split_off_held_out(data, selection_size: int, seed: int):
+    """(data whose validation is the selection part, the held-out rest): both stratified, seeded.
+
+    The selection part is at most ``selection_size`` rows and at most half the validation split; the held-out
+    part is at most MAX_HELD_OUT rows.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from phasefit.data import stratified_split
+
+    validation = data.validation
+    rng = np.random.default_rng(seed)
+    selection_size = min(selection_size, len(validation) // 2)
+    selection_rows, held_rows = stratified_split(validation.classes, 1 - selection_size / len(validation), rng)
+    if len(held_rows) > MAX_HELD_OUT:
+        kept, _ = stratified_split([validation.classes[i] for i in held_rows], 1 - MAX_HELD_OUT / len(held_rows), rng)
+        held_rows = held_rows[kept]
+    return dataclasses.replace(data, validation=validation.subset(selection_rows)), validation.subset(held_rows)
+
+
 def load_benchmark_data(dataset: str, regime: str, seed: int, data_root: Path, profile: dict[str, Any]):
+    """The run's splits. Under a profile with ``held_out_validation: true`` the test split is never scored: the
+    validation split is cut in two, the run chooses on one part and is scored on the other (the record's ``test``)."""
+    import dataclasses
+
     from phasefit import load_data
 
-    return load_data(
+    held_out = bool(profile.get("held_out_validation"))
+    data = load_data(
         data_root / dataset,
         seed=seed,
         samples_per_class=None if regime == "full" else int(regime),
-        max_validation_examples=profile.get("max_validation_examples", 1000),
+        max_validation_examples=None if held_out else profile.get("max_validation_examples", 1000),
         unseen_test_labels="drop",
     )
+    if not held_out:
+        return data
+    selection, held = split_off_held_out(data, profile.get("max_validation_examples", 1000), seed)
+    return dataclasses.replace(selection, test=held)
 
 
 def phasefit_options(profile: dict[str, Any], model: str, seed: int, cache_dir: str | None) -> dict[str, Any]:
@@ -368,6 +406,7 @@ def run_one(
         "n_validation": len(data.validation),
         "n_test": len(data.test) if data.test else 0,
         "n_unlabelled": len(data.unlabelled_texts),
+        "test_split": HELD_OUT_SPLIT if profile.get("held_out_validation") else "test",
         "wall_seconds": round(clock.seconds(), 2),
         **({"sittings": clock.sittings, "sitting_commits": clock.commits} if clock.sittings > 1 else {}),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -394,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
     parser.add_argument("--threads", type=thread_count, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)")
     args = parser.parse_args(argv)
-    errors = plan_errors(args.datasets, args.regimes, args.methods, args.data_root, args.profile)
+    errors = plan_errors(args.datasets, args.regimes, args.methods, args.data_root, args.profile, args.results)
     if errors:
         parser.error("; ".join(errors))
     use_threads(args.threads)
@@ -419,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
             append_record(args.results, record)
             if work_dir:
                 shutil.rmtree(work_dir, ignore_errors=True)
-        print(f"  test accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
+        print(f"  {record['test_split']} accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

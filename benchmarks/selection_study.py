@@ -18,7 +18,6 @@ Records: ``benchmarks/results/selection/study.jsonl`` (one per cell, resumable);
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -31,25 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from run import DEFAULT_DATA_ROOT, append_record, git_commit, load_profile, model_label, phasefit_options, read_json_lines  # noqa: E402
+from run import DEFAULT_DATA_ROOT, append_record, git_commit, load_profile, model_label, phasefit_options, read_json_lines, split_off_held_out  # noqa: E402
 
 OUTPUT = HERE / "results" / "selection" / "study.jsonl"
 CRITERIA = ("loss", "accuracy", "macro_f1")
-MAX_HELD_OUT = 1000
-
-
-def split_validation(data, selection_size: int, seed: int):
-    """(data whose validation is the selection half, the held-out half): both stratified, seeded."""
-    from phasefit.data import stratified_split
-
-    validation = data.validation
-    rng = np.random.default_rng(seed)
-    selection_size = min(selection_size, len(validation) // 2)
-    selection_rows, held_rows = stratified_split(validation.classes, 1 - selection_size / len(validation), rng)
-    if len(held_rows) > MAX_HELD_OUT:
-        kept, _ = stratified_split([validation.classes[i] for i in held_rows], 1 - MAX_HELD_OUT / len(held_rows), rng)
-        held_rows = held_rows[kept]
-    return dataclasses.replace(data, validation=validation.subset(selection_rows)), validation.subset(held_rows)
 
 
 def stopping_point(curve: list[dict[str, Any]], criterion: str, patience: int, min_steps: int) -> tuple[dict[str, Any], bool]:
@@ -120,7 +104,7 @@ def study_cell(dataset: str, regime: str, seed: int, recipe: str, profile_name: 
     profile = load_profile(profile_name)
     started = time.perf_counter()
     full = load_data(data_root / dataset, seed=seed, samples_per_class=None if regime == "full" else int(regime), max_validation_examples=None, unseen_test_labels="drop")
-    data, held_out = split_validation(full, profile.get("max_validation_examples", 1000), seed)
+    data, held_out = split_off_held_out(full, profile.get("max_validation_examples", 1000), seed)
     options = phasefit_options(profile, model, seed, cache_dir)
     ft = ClassifyConfig(**options.get("ft", {}))
     options["ft"] = {**options.get("ft", {}), "patience": 10**6}  # the callback decides when to stop
