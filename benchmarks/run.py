@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
             append_record(args.results, record)
             if work_dir:
                 shutil.rmtree(work_dir, ignore_errors=True)
-        print(f"  {record['test_split']} accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
+        print(f"  {record.get('test_split', 'test')} accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

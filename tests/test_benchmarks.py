@@ -29,7 +29,7 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     assert len(records) == 8
     for record in records:
         assert {"dataset", "regime", "method", "model", "seed", "config", "git_commit", "test", "wall_seconds", "peak_rss_mb", "phase_seconds"} <= set(record)
-        assert record["n_train"] == 24 and record["test"]["n_examples"] == 15
+        assert record["n_train"] == 24 and record["test"]["n_examples"] == 15 and record["test_split"] == "test"
     dae_then_ft = next(r for r in records if r["method"] == "dae+ft" and r["seed"] == 1)
     assert dae_then_ft["cached_phases"] == ["dae"], "the DAE of 3phase is reused"
     assert dae_then_ft["phase_stats"]["dae"] == {"cached": True} and dae_then_ft["phase_stats"]["ft"]["steps"] >= 1
@@ -430,3 +430,47 @@ def test_the_runner_refuses_a_plan_with_a_typo_before_its_first_run(tmp_path, ca
     assert "profile 'nope': neither a YAML file nor a name under" in err
     assert not (tmp_path / "runs.jsonl").exists()
     assert run.plan_errors(["toy"], ["8", "64", "full"], ["3phase+", "tuned-ft"], tmp_path, "cpu") == []
+
+
+def test_a_held_out_profile_chooses_on_part_of_validation_and_is_scored_on_the_rest_never_on_test(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "toy").mkdir(parents=True)
+    for split, per_class, seed in (("train", 20, 1), ("validation", 10, 2), ("test", 5, 3)):
+        rows = [{**row, "text": f"{split} {row['text']} {number}"} for number, row in enumerate(toy_rows({"sport": per_class, "weather": per_class}, seed=seed))]
+        pd.DataFrame(rows).to_json(root / "toy" / f"{split}.jsonl", orient="records", lines=True)
+    profile = {"held_out_validation": True, "max_validation_examples": 6}
+    data = run.load_benchmark_data("toy", "8", 1, root, profile)
+    chosen_on, scored_on = set(data.validation.texts), set(data.test.texts)
+    assert len(chosen_on) == 6 and len(scored_on) == 14 and not chosen_on & scored_on
+    assert all(text.startswith("validation ") for text in chosen_on | scored_on), "the test split is never scored"
+    assert sorted(data.validation.classes).count("sport") == 3, "both parts are stratified"
+    again = run.load_benchmark_data("toy", "8", 1, root, profile)
+    assert again.validation.texts == data.validation.texts and again.test.texts == data.test.texts, "the cut is seeded: every method gets the same one"
+    assert len(run.load_benchmark_data("toy", "8", 1, root, {"max_validation_examples": 6}).test) == 10
+
+    profile_file = tmp_path / "held-out.yaml"
+    profile_file.write_text("held_out_validation: true\n")
+    with pytest.raises(SystemExit):
+        run.main(["--datasets", "toy", "--regimes", "8", "--methods", "setfit", "--profile", str(profile_file), "--data-root", str(root)])
+    assert "scores on held-out validation, not test: give its runs their own --results file" in capsys.readouterr().err
+    assert run.plan_errors(["toy"], ["8"], ["setfit"], root, str(profile_file), tmp_path / "held_out.jsonl") == []
+
+
+def held_out_record(method: str, profile: str, seed: int, held_out: float, chosen_on: float) -> dict:
+    return {"dataset": "snips", "regime": "8", "method": method, "profile": profile, "seed": seed, "git_commit": "abc",
+            "validation_accuracy": chosen_on, "test": {"accuracy": held_out}, "test_split": run.HELD_OUT_SPLIT}
+
+
+def test_the_held_out_study_keeps_a_component_on_held_out_gains_and_counts_rejected_rounds_as_ties():
+    records = [held_out_record("ft", "held-out-plus", seed, 0.90, 0.95) for seed in (1, 2, 3)]
+    records += [held_out_record("ft", "held-out-plus-self", 1, 0.92, 0.97), held_out_record("ft", "held-out-plus-self", 2, 0.90, 0.95),
+                held_out_record("ft", "held-out-plus-self", 3, 0.90, 0.95)]
+    records += [held_out_record("setfit", "held-out", seed, 0.91, 0.91) for seed in (1, 2, 3)]
+    lines = report.held_out_lines(records)
+    decision = next(line for line in lines if line.startswith("- Component ft (held-out-plus-self)"))
+    assert "over 3 paired run(s) mean held-out difference +0.67 points, ahead in 1, behind in 0: **kept**" in decision
+    assert "| snips | 8 | 90.00 ± 0.00 (3) | 90.67 ± 1.15 (3) | 91.00 ± 0.00 (3) |" in lines
+    assert "- ft (held-out-plus) against setfit (held-out), run by run: ahead in 0, behind in 3 (two-sided sign test p = 0.250)." in lines
+    assert any("ft (held-out-plus) +5.00 (3 runs)" in line and "setfit (held-out) +0.00 (3 runs)" in line for line in lines)
+    worse = [r if r["profile"] != "held-out-plus-self" or r["seed"] != 2 else {**r, "test": {"accuracy": 0.89}} for r in records]
+    assert "ahead in 1, behind in 1: **dropped**" in next(line for line in report.held_out_lines(worse) if line.startswith("- Component"))
