@@ -326,7 +326,7 @@ def test_3phase_plus_is_the_fine_tuning_that_validation_kept():
 
     from phasefit import RECIPES
 
-    profile = Path(__file__).resolve().parents[1] / "benchmarks" / "profiles" / "val-proto-supcon-short.yaml"
+    profile = Path(__file__).resolve().parents[1] / "benchmarks" / "profiles" / "held-out-plus-self.yaml"
     validated = yaml.safe_load(profile.read_text())["ft"]
     assert RECIPES["3phase+"].phases == ["ft"]
     assert RECIPES["3phase+"].overrides()["ft"] == validated

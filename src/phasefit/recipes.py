@@ -54,8 +54,9 @@ RECIPES: dict[str, Recipe] = {
         # budget (the best checkpoints came early). Dropped there: DAE+CL before it, LP-FT, self-training.
         Recipe(
             "3phase+",
-            "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term; a short budget (may stop from step 50, patience 3)",
-            (Step("ft", {"head": "prototype", "prototype_init": "names+means", "contrastive_weight": 0.5, "min_steps": 50, "patience": 3}),),
+            "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term; a short budget (may stop from step 50, patience 3); "
+            "then one round of self-training on the unlabelled texts",
+            (Step("ft", {"head": "prototype", "prototype_init": "names+means", "contrastive_weight": 0.5, "min_steps": 50, "patience": 3, "self_training_rounds": 1}),),
         ),
     ]
 }
