@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from run import DEFAULT_DATA_ROOT, append_record, git_commit, load_profile, model_label, phasefit_options, read_json_lines, split_off_held_out  # noqa: E402
+from run import DEFAULT_DATA_ROOT, append_record, git_commit, load_benchmark_data, load_profile, model_label, phasefit_options, read_json_lines  # noqa: E402
 
 OUTPUT = HERE / "results" / "selection" / "study.jsonl"
 CRITERIA = ("loss", "accuracy", "macro_f1")
@@ -98,13 +98,13 @@ def held_out_curve_callback(held_out, classes: list[str], patience: int, min_ste
 def study_cell(dataset: str, regime: str, seed: int, recipe: str, profile_name: str, data_root: Path, cache_dir: str, model: str) -> dict[str, Any]:
     from transformers import TrainerCallback
 
-    from phasefit import load_data, train
+    from phasefit import train
     from phasefit.config import ClassifyConfig
 
     profile = load_profile(profile_name)
     started = time.perf_counter()
-    full = load_data(data_root / dataset, seed=seed, samples_per_class=None if regime == "full" else int(regime), max_validation_examples=None, unseen_test_labels="drop")
-    data, held_out = split_off_held_out(full, profile.get("max_validation_examples", 1000), seed)
+    data = load_benchmark_data(dataset, regime, seed, data_root, {**profile, "held_out_validation": True})
+    held_out = data.test
     options = phasefit_options(profile, model, seed, cache_dir)
     ft = ClassifyConfig(**options.get("ft", {}))
     options["ft"] = {**options.get("ft", {}), "patience": 10**6}  # the callback decides when to stop

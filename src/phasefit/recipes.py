@@ -51,7 +51,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("ft", "classical fine-tuning with the MLP head only", (Step("ft"),)),
         # Beyond the paper: the components kept on validation (benchmarks/RESULTS.md, "Validation study"): a prototype
         # head from the class names and class means, a supervised contrastive term beside cross-entropy, and a shorter
-        # budget (the best checkpoints came early). Dropped there: DAE+CL before it, LP-FT, self-training.
+        # budget (the best checkpoints came early); self-training was kept on held-out validation ("Held-out validation
+        # study"), where choosing its round on the scored rows cannot flatter it. Dropped: DAE+CL before it, LP-FT.
         Recipe(
             "3phase+",
             "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term; a short budget (may stop from step 50, patience 3); "
