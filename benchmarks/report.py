@@ -195,6 +195,7 @@ def build_report(
     lines += claim_on_validation_lines(validation or [])
     lines += ["", "## 3phase+ against the better of tuned FT and SetFit (issue 28's bar; test accuracy)", ""]
     lines += bar_lines(accuracy_by_seed, keys)
+    lines += cost_ratio_lines(records)
     lines += selection_optimism_lines(records)
     lines += ["", "## Which recipe for how much labelled data (test accuracy; also at the top of the README)", ""]
     lines += which_recipe_lines(accuracy, keys)
@@ -540,6 +541,27 @@ def bar_lines(
         + (f" Cells with no {challenger} run yet: {', '.join(f'{d}/{r}' for d, r in unrun)}." if unrun else ""),
     ]
     return summary + out
+
+
+def cost_ratio_lines(records, challenger: str = "3phase+", reference: str = "setfit", limit: float = 2.0) -> list[str]:
+    """Issue 28's cost bar read from the test records: per cell, the challenger's median wall time over the reference's.
+    The records ran under the same runner and thread count, but not in turn; SPEED.md's side-by-side is the bar's measure."""
+    seconds: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        if record["method"] in (challenger, reference) and record.get("wall_seconds"):
+            seconds[(record["dataset"], str(record["regime"]))][record["method"]].append(record["wall_seconds"])
+    ratios = {key: statistics.median(times[challenger]) / statistics.median(times[reference])
+              for key, times in seconds.items() if times[challenger] and times[reference]}
+    if not ratios:
+        return []
+    cells = in_table_order(ratios)
+    over = [key for key in cells if ratios[key] > limit]
+    shown = ", ".join(f"{d}/{r} {ratios[(d, r)]:.1f}x" for d, r in cells)
+    return [
+        f"- Wall time, {challenger} over {reference} (medians of the test records per cell): {shown}. At most {limit:g}x in "
+        f"{len(cells) - len(over)} of {len(cells)} cell(s)" + (f"; over it: {', '.join(f'{d}/{r}' for d, r in over)}." if over else ".")
+        + " (The records ran under the same runner and thread count, not in turn: SPEED.md's side-by-side runs are the bar's measure.)"
+    ]
 
 
 def claim_plainly(seeded, keys) -> list[str]:

@@ -474,3 +474,16 @@ def test_the_held_out_study_keeps_a_component_on_held_out_gains_and_counts_rejec
     assert any("ft (held-out-plus) +5.00 (3 runs)" in line and "setfit (held-out) +0.00 (3 runs)" in line for line in lines)
     worse = [r if r["profile"] != "held-out-plus-self" or r["seed"] != 2 else {**r, "test": {"accuracy": 0.89}} for r in records]
     assert "ahead in 1, behind in 1: **dropped**" in next(line for line in report.held_out_lines(worse) if line.startswith("- Component"))
+
+
+def test_the_cost_bar_divides_median_wall_times_per_cell_and_names_the_cells_over_twice():
+    def record(method, dataset, seconds):
+        return {"method": method, "dataset": dataset, "regime": "8", "wall_seconds": seconds}
+
+    records = [record("setfit", "a", 100.0), record("setfit", "a", 300.0), record("3phase+", "a", 500.0), record("3phase+", "a", 90.0),
+               record("setfit", "b", 50.0), record("3phase+", "b", 75.0), record("3phase+", "c", 10.0), record("ft", "b", 1.0)]
+    [line] = report.cost_ratio_lines(records)
+    assert line.startswith("- Wall time, 3phase+ over setfit (medians of the test records per cell): a/8 1.5x, b/8 1.5x. At most 2x in 2 of 2 cell(s).")
+    records.append(record("3phase+", "b", 200.0))
+    assert "b/8 2.8x. At most 2x in 1 of 2 cell(s); over it: b/8." in report.cost_ratio_lines(records)[0]
+    assert report.cost_ratio_lines([record("setfit", "a", 1.0)]) == []
