@@ -314,17 +314,19 @@ def side_by_side(
 
 
 def side_by_side_lines(rows: list[dict[str, Any]], reference: str = "setfit") -> list[str]:
-    """Median wall seconds per (cell, method) over the rounds, and each method's ratio to the reference's median."""
+    """Median wall seconds per (cell, torch threads, method) over the rounds, and each method's ratio to the reference's
+    median at the same thread count (a run on one thread is not compared with one on two)."""
     seconds: dict[tuple, dict[str, list[float]]] = {}
     for row in rows:
-        seconds.setdefault((row["dataset"], str(row["regime"]), row["seed"]), {}).setdefault(row["method"], []).append(row["wall_seconds"])
-    lines = ["| dataset | regime | seed | method | runs | median wall seconds | ratio to " + reference + " |", "|---|---|---|---|---|---|---|"]
-    for (dataset, regime, seed), methods in sorted(seconds.items()):
+        key = (row["dataset"], str(row["regime"]), row["seed"], row.get("torch_threads") or 0)
+        seconds.setdefault(key, {}).setdefault(row["method"], []).append(row["wall_seconds"])
+    lines = ["| dataset | regime | seed | torch threads | method | runs | median wall seconds | ratio to " + reference + " |", "|---|---|---|---|---|---|---|---|"]
+    for (dataset, regime, seed, threads), methods in sorted(seconds.items()):
         base = statistics.median(methods[reference]) if reference in methods else None
         for method, values in sorted(methods.items()):
             median = statistics.median(values)
             ratio = f"{median / base:.2f}" if base else "–"
-            lines.append(f"| {dataset} | {regime} | {seed} | {method} | {len(values)} | {median:.0f} | {ratio} |")
+            lines.append(f"| {dataset} | {regime} | {seed} | {threads or '–'} | {method} | {len(values)} | {median:.0f} | {ratio} |")
     return lines
 
 

@@ -321,8 +321,10 @@ def test_side_by_side_table_gives_each_method_its_median_and_ratio_to_setfit():
         for method, seconds in (("setfit", 100.0), ("setfit", 120.0), ("setfit", 500.0), ("3phase+", 230.0), ("3phase+", 250.0))
     ]
     lines = speed.side_by_side_lines(rows)
-    assert "| sst2 | 8 | 1 | 3phase+ | 2 | 240 | 2.00 |" in lines
-    assert "| sst2 | 8 | 1 | setfit | 3 | 120 | 1.00 |" in lines
+    assert "| sst2 | 8 | 1 | – | 3phase+ | 2 | 240 | 2.00 |" in lines
+    assert "| sst2 | 8 | 1 | – | setfit | 3 | 120 | 1.00 |" in lines
+    lines = speed.side_by_side_lines([*rows, {"dataset": "sst2", "regime": "8", "seed": 1, "method": "setfit", "wall_seconds": 20.0, "torch_threads": 2}])
+    assert "| sst2 | 8 | 1 | – | setfit | 3 | 120 | 1.00 |" in lines and "| sst2 | 8 | 1 | 2 | setfit | 1 | 20 | 1.00 |" in lines
 
 
 def test_the_bar_counts_wins_over_the_better_peer_and_sign_tests_each_peer():
