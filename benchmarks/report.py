@@ -546,12 +546,9 @@ def bar_lines(
 def cost_ratio_lines(records, challenger: str = "3phase+", reference: str = "setfit", limit: float = 2.0) -> list[str]:
     """Issue 28's cost bar read from the test records: per cell, the challenger's median wall time over the reference's.
     The records ran under the same runner and thread count, but not in turn; SPEED.md's side-by-side is the bar's measure."""
-    seconds: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for record in records:
-        if record["method"] in (challenger, reference) and record.get("wall_seconds"):
-            seconds[(record["dataset"], str(record["regime"]))][record["method"]].append(record["wall_seconds"])
-    ratios = {key: statistics.median(times[challenger]) / statistics.median(times[reference])
-              for key, times in seconds.items() if times[challenger] and times[reference]}
+    seconds = wall_seconds_by_run_key(records)
+    ratios = {(d, r): statistics.median(seconds[(d, r, challenger)]) / statistics.median(seconds[(d, r, reference)])
+              for d, r, method in list(seconds) if method == challenger and seconds.get((d, r, reference))}
     if not ratios:
         return []
     cells = in_table_order(ratios)
@@ -892,11 +889,17 @@ def measured_rate_sentence(full_runs) -> str:
     return f" The {len(clocked)} full 3phase run(s) with every sitting's phase time recorded measured {cl:.2f} (CL) / {ft:.2f} (FT) s a step (median)."
 
 
-def cost_lines(records) -> list[str]:
-    """Median wall minutes per run, one row per dataset and regime, one column per method."""
+def wall_seconds_by_run_key(records) -> dict[tuple, list[float]]:
+    """Each run's wall seconds, grouped by (dataset, regime, method)."""
     by_key: dict[tuple, list[float]] = defaultdict(list)
     for record in records:
         by_key[(record["dataset"], str(record["regime"]), record["method"])].append(record["wall_seconds"])
+    return by_key
+
+
+def cost_lines(records) -> list[str]:
+    """Median wall minutes per run, one row per dataset and regime, one column per method."""
+    by_key = wall_seconds_by_run_key(records)
     methods = [m for m in dict.fromkeys(MAIN_COLUMNS + ABLATION_COLUMNS) if any(key[2] == m for key in by_key)]
     out = ["Median wall time of a run in minutes (runs):", "", *table_head(["dataset", "regime", *methods])]
     for dataset, regime in in_table_order({key[:2] for key in by_key}):
