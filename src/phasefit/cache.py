@@ -77,7 +77,7 @@ def library_versions() -> dict[str, str]:
 
 def run_ingredients(model: str, max_length: int, precision: str) -> dict[str, Any]:
     """What every phase's output depends on besides its own options and inputs."""
-    from . import __version__
+    from ._version import __version__
     from .phases.common import precision_options
 
     return {

@@ -3,6 +3,10 @@
 The lock file names its holder (pid, host, start time), so a second run can say who holds it. A
 lock left by a killed run is not held by anyone any more (``flock`` locks die with their process),
 so the next run takes it over and ``--resume`` works after SIGKILL.
+
+The file itself is never removed: a run that opened it just before another removed it would lock a
+nameless inode while a third run locked a new file under the same name. Releasing empties it
+instead, so an empty lock file means "nobody holds it, and its last holder finished cleanly".
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ class OutputLock:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if self.handle is None:
             return
-        self.path.unlink(missing_ok=True)  # while still held, so no other run is holding the file it removes
+        self.handle.seek(0)
+        self.handle.truncate()  # while still held: the next holder finds no stale name in it
+        self.handle.flush()
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         self.handle.close()
         self.handle = None

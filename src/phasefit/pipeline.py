@@ -16,7 +16,8 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback, set_seed
 
-from . import __version__, distributed
+from . import distributed
+from ._version import __version__
 from .cache import PhaseCache, fingerprint, run_ingredients
 from .config import PHASE_TITLES, RunConfig
 from .data import LabelledData, Split, load_data
