@@ -57,7 +57,7 @@ def held_out_curve_callback(held_out, classes: list[str], patience: int, min_ste
     from transformers import DataCollatorWithPadding, TrainerCallback
 
     from phasefit.metrics import classification_metrics
-    from phasefit.phases.classify import tokenized_dataset
+    from phasefit.phases.ft import tokenized_dataset
 
     codes = np.array([classes.index(label) for label in held_out.classes])
 
@@ -99,14 +99,14 @@ def study_cell(dataset: str, regime: str, seed: int, recipe: str, profile_name: 
     from transformers import TrainerCallback
 
     from phasefit import train
-    from phasefit.config import ClassifyConfig
+    from phasefit.config import FTConfig
 
     profile = load_profile(profile_name)
     started = time.perf_counter()
     data = load_benchmark_data(dataset, regime, seed, data_root, {**profile, "held_out_validation": True})
     held_out = data.test
     options = phasefit_options(profile, model, seed, cache_dir)
-    ft = ClassifyConfig(**options.get("ft", {}))
+    ft = FTConfig(**options.get("ft", {}))
     options["ft"] = {**options.get("ft", {}), "patience": 10**6}  # the callback decides when to stop
     watcher = held_out_curve_callback(held_out, data.classes, ft.patience, ft.min_steps)
     train(data, options, progress=lambda title: watcher if title.endswith("FT") else TrainerCallback(), recipe=recipe)

@@ -145,14 +145,14 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
     import torch
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 
-    from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
+    from phasefit.config import FTConfig, CLConfig, DAEConfig, JointConfig
     from phasefit.losses import DenoisingLoss, JointLoss
     from phasefit.model import ClassificationHead, EncoderClassifier
     from phasefit.noise import delete_words
     from phasefit.pairs import build_pairs
-    from phasefit.phases.classify import train_classifier
-    from phasefit.phases.common import without_final_normalize
-    from phasefit.phases.contrastive import train_contrastive, with_projection
+    from phasefit.phases.common import PhaseRun, without_final_normalize
+    from phasefit.phases.ft import FTData, train_ft
+    from phasefit.phases.cl import train_cl, with_projection
     from phasefit.phases.dae import train_dae
     from phasefit.phases.joint import train_joint
 
@@ -170,17 +170,17 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
     encoder = fresh_encoder(max_length)
     started = time.perf_counter()
     if phase == "dae":
-        train_dae(encoder, texts[:n], DAEConfig(epochs=1, batch_size=batch_size), 0, scratch / "p")
+        train_dae(encoder, texts[:n], DAEConfig(epochs=1, batch_size=batch_size), PhaseRun(0, scratch / "p"))
     elif phase == "cl":
         pairs_per_example = 2.0  # n examples -> 2n pairs / 2 targets... sized to give `steps` steps
-        config = ContrastiveConfig(epochs=1, batch_size=batch_size, pairs_per_example=pairs_per_example / 2, imbalance_correction=False)
-        train_contrastive(encoder, texts[: n], codes[: n], config, 0, scratch / "p")
+        config = CLConfig(epochs=1, batch_size=batch_size, pairs_per_example=pairs_per_example / 2, imbalance_correction=False)
+        train_cl(encoder, texts[: n], codes[: n], config, PhaseRun(0, scratch / "p"))
     elif phase == "joint":
         config = JointConfig(epochs=1, batch_size=batch_size, pairs_per_example=1.0, imbalance_correction=False)
-        train_joint(encoder, texts[:n], codes[:n], texts[:n], config, 0, scratch / "p")
+        train_joint(encoder, texts[:n], codes[:n], texts[:n], config, PhaseRun(0, scratch / "p"))
     else:
-        config = ClassifyConfig(epochs=1, min_steps=0, batch_size=batch_size, patience=100)
-        train_classifier(encoder, texts[:n], codes[:n, 0], texts[n:], codes[n:, 0], len(classes), config, 0, scratch / "p")
+        config = FTConfig(epochs=1, min_steps=0, batch_size=batch_size, patience=100)
+        train_ft(encoder, FTData(texts[:n], codes[:n, 0], texts[n:], codes[n:, 0], len(classes)), config, PhaseRun(0, scratch / "p"))
     phasefit_seconds = time.perf_counter() - started
 
     # raw side: the same modules, losses and optimiser settings
@@ -353,7 +353,7 @@ def onnx_speed(model_dir: Path, data: Path, split: str, count: int, repeats: int
     """PyTorch, ONNX fp32 and ONNX int8 on the same texts of a real split: size, latency at batch 1 and 32, throughput, agreement."""
     import numpy as np
 
-    from phasefit.export import OnnxClassifier, export_onnx
+    from phasefit.deploy.export import OnnxClassifier, export_onnx
     from phasefit.model import PhaseFitModel
 
     texts = real_split(data, split, count)

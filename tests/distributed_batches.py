@@ -18,16 +18,16 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraini
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 
 from phasefit import distributed
-from phasefit.config import ContrastiveConfig
+from phasefit.config import CLConfig
 from phasefit.phases.common import _SentenceTrainer, common_arguments
-from phasefit.phases.contrastive import pair_dataset
+from phasefit.phases.cl import pair_dataset
 
 
 def main() -> None:
     model_path, output = sys.argv[1], Path(sys.argv[2])
     rows = toy_rows({"sport": 30, "weather": 20, "food": 7}, seed=4)
     labels = np.array([[["sport", "weather", "food"].index(row["label"])] for row in rows])
-    config = ContrastiveConfig(batch_size=8)
+    config = CLConfig(batch_size=8)
     pairs = pair_dataset([row["text"] for row in rows], labels, config, seed=0)
     pairs = pairs.remove_columns("score").add_column("score", [float(i) for i in range(len(pairs))])
     model = SentenceTransformer(model_path, device="cpu")

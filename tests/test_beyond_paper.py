@@ -14,19 +14,20 @@ from typer.testing import CliRunner
 
 from phasefit import PhaseFitModel, train
 from phasefit.cli import app
-from phasefit.config import ClassifyConfig
+from phasefit.config import FTConfig
 from phasefit.errors import ConfigError, DataError, ModelFilesError
 from phasefit.label_names import label_texts, read_label_descriptions
 from phasefit.losses import SupervisedContrastiveLoss
 from phasefit.model import EncoderClassifier, LinearHead, PrototypeHead, head_from_config
-from phasefit.phases.classify import (
-    ClassifierData,
+from phasefit.phases.common import PhaseRun
+from phasefit.phases.ft import (
+    FTData,
     interpolate_weights,
     new_head,
     pseudo_labels,
     refit_logistic_head,
     starting_weights,
-    train_classifier,
+    train_ft,
 )
 
 
@@ -91,17 +92,17 @@ def test_prototype_head_scores_scaled_cosine_to_each_class_vector():
 def test_prototypes_start_from_the_class_names_or_the_class_means(tiny_model, toy):
     texts, labels = toy
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    data = ClassifierData(texts, labels, texts, labels, 3, ["food", "sport", "weather"])
+    data = FTData(texts, labels, texts, labels, 3, ["food", "sport", "weather"])
     names = encoder.encode(["food", "sport", "weather"], convert_to_tensor=True, normalize_embeddings=True)
-    from_names = new_head(encoder, data, ClassifyConfig(head="prototype", prototype_init="names"), 0)
+    from_names = new_head(encoder, data, FTConfig(head="prototype", prototype_init="names"), 0)
     assert torch.allclose(from_names.prototypes, names, atol=1e-5)
     embeddings = encoder.encode(texts, convert_to_tensor=True, normalize_embeddings=True)
     means = torch.nn.functional.normalize(torch.stack([embeddings[torch.as_tensor(labels == code)].mean(0) for code in range(3)]), dim=-1)
-    assert torch.allclose(new_head(encoder, data, ClassifyConfig(head="prototype", prototype_init="means"), 0).prototypes, means, atol=1e-5)
-    both = new_head(encoder, data, ClassifyConfig(head="prototype", prototype_init="names+means"), 0).prototypes
+    assert torch.allclose(new_head(encoder, data, FTConfig(head="prototype", prototype_init="means"), 0).prototypes, means, atol=1e-5)
+    both = new_head(encoder, data, FTConfig(head="prototype", prototype_init="names+means"), 0).prototypes
     assert torch.allclose(both, torch.nn.functional.normalize(names + means, dim=-1), atol=1e-5)
     with pytest.raises(ConfigError, match="needs the class names"):
-        new_head(encoder, ClassifierData(texts, labels, texts, labels, 3), ClassifyConfig(head="prototype"), 0)
+        new_head(encoder, FTData(texts, labels, texts, labels, 3), FTConfig(head="prototype"), 0)
 
 
 def test_supervised_contrastive_loss_matches_its_definition_and_is_zero_without_partners():
@@ -168,14 +169,14 @@ def test_names_in_batch_needs_a_contrastive_term_and_trains_the_names_in(tiny_mo
     with pytest.raises(ConfigError, match="ft.names_in_batch .* ft.contrastive_weight > 0"):
         build_config({"ft": {"names_in_batch": True}})
     texts, labels = toy
-    config = ClassifyConfig(epochs=2, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", contrastive_weight=0.5, names_in_batch=True)
+    config = FTConfig(epochs=2, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", contrastive_weight=0.5, names_in_batch=True)
     with pytest.raises(ConfigError, match="needs the class names"):
-        train_classifier(SentenceTransformer(tiny_model, device="cpu"), texts[:54], labels[:54], texts[54:], labels[54:], 3, config, 0, tmp_path / "no-names")
+        train_ft(SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path / "no-names"))
     trained = {}
     for with_names in (True, False):
         encoder = SentenceTransformer(tiny_model, device="cpu")
-        run_config = ClassifyConfig(**{**config.__dict__, "names_in_batch": with_names})
-        train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, run_config, 0, tmp_path / str(with_names), class_texts=["sport", "weather", "food"])
+        run_config = FTConfig(**{**config.__dict__, "names_in_batch": with_names})
+        train_ft(encoder, FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3, class_texts=["sport", "weather", "food"]), run_config, PhaseRun(0, tmp_path / str(with_names)))
         trained[with_names] = _encoder_weights(encoder)
     assert not all(torch.equal(trained[True][name], trained[False][name]) for name in trained[True])  # the names changed the encoder's updates
 
@@ -199,13 +200,13 @@ def test_interpolate_weights_mixes_each_floating_weight_once_even_when_tied():
 
 def test_weight_interpolation_returns_the_mix_of_start_and_fine_tuned_weights(tiny_model, toy, tmp_path):
     texts, labels = toy
-    config = ClassifyConfig(epochs=3, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", prototype_init="means")
+    config = FTConfig(epochs=3, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", prototype_init="means")
     start = _encoder_weights(SentenceTransformer(tiny_model, device="cpu"))
     trained, stats = {}, {}
     for share in (1.0, 0.5):
         encoder = SentenceTransformer(tiny_model, device="cpu")
-        run_config = ClassifyConfig(**{**config.__dict__, "weight_interpolation": share})
-        _, stats[share] = train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, run_config, 0, tmp_path / str(share))
+        run_config = FTConfig(**{**config.__dict__, "weight_interpolation": share})
+        _, stats[share] = train_ft(encoder, FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), run_config, PhaseRun(0, tmp_path / str(share)))
         trained[share] = _encoder_weights(encoder)
     moved = [name for name in start if start[name].is_floating_point() and not torch.allclose(start[name], trained[1.0][name])]
     assert moved
@@ -227,8 +228,8 @@ def test_logistic_refit_gives_the_regressions_probabilities_and_saves_as_a_linea
     keep = labels < n_classes
     texts, labels = [t for t, k in zip(texts, keep) if k], labels[keep]
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    data = ClassifierData(texts[:30], labels[:30], texts[30:], labels[30:], n_classes + 1)  # the last class has no labelled text
-    head, stats = refit_logistic_head(encoder, data, ClassifyConfig(), 0, {"best_validation_accuracy": 0.25})
+    data = FTData(texts[:30], labels[:30], texts[30:], labels[30:], n_classes + 1)  # the last class has no labelled text
+    head, stats = refit_logistic_head(encoder, data, FTConfig(), 0, {"best_validation_accuracy": 0.25})
     assert isinstance(head, LinearHead) and stats["validation_before_refit"] == 0.25
     expected = LogisticRegression(max_iter=1000, random_state=0).fit(encoder.encode(texts[:30]), labels[:30])
     model = PhaseFitModel(encoder, head, [str(code) for code in range(n_classes + 1)])
@@ -239,26 +240,26 @@ def test_logistic_refit_gives_the_regressions_probabilities_and_saves_as_a_linea
     model.save_pretrained(tmp_path / "saved")
     assert np.allclose(PhaseFitModel.from_pretrained(tmp_path / "saved", device="cpu").predict_proba(texts[30:]), probabilities, atol=1e-6)
     with pytest.raises(ConfigError, match="at least two classes"):
-        refit_logistic_head(encoder, ClassifierData(texts[:3], np.zeros(3, dtype=np.int64), [], np.array([]), 2), ClassifyConfig(), 0, {"best_validation_accuracy": 0.0})
+        refit_logistic_head(encoder, FTData(texts[:3], np.zeros(3, dtype=np.int64), [], np.array([]), 2), FTConfig(), 0, {"best_validation_accuracy": 0.0})
 
 
 def test_head_refit_replaces_the_trained_head(tiny_model, toy, tmp_path):
     texts, labels = toy
-    config = ClassifyConfig(epochs=1, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", prototype_init="means", head_refit="logistic")
-    head, stats = train_classifier(SentenceTransformer(tiny_model, device="cpu"), texts[:54], labels[:54], texts[54:], labels[54:], 3, config, 0, tmp_path)
+    config = FTConfig(epochs=1, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", prototype_init="means", head_refit="logistic")
+    head, stats = train_ft(SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path))
     assert isinstance(head, LinearHead) and "validation_before_refit" in stats and stats["steps"] >= 1
 
 
 def test_head_warmup_keeps_the_encoder_still_while_the_head_learns(tiny_model, toy, tmp_path):
     texts, labels = toy
-    config = ClassifyConfig(epochs=4, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=10, head_warmup_steps=1000)
+    config = FTConfig(epochs=4, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=10, head_warmup_steps=1000)
     encoder = SentenceTransformer(tiny_model, device="cpu")
     before = _encoder_weights(encoder)
-    head, stats = train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, config, 0, tmp_path / "frozen")
+    head, stats = train_ft(encoder, FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path / "frozen"))
     assert stats["steps"] >= 8
     assert all(torch.equal(before[name], tensor) for name, tensor in encoder.state_dict().items())
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    train_classifier(encoder, texts[:54], labels[:54], texts[54:], labels[54:], 3, ClassifyConfig(**{**config.__dict__, "head_warmup_steps": 2}), 0, tmp_path / "lpft")
+    train_ft(encoder, FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), FTConfig(**{**config.__dict__, "head_warmup_steps": 2}), PhaseRun(0, tmp_path / "lpft"))
     assert not all(torch.equal(before[name], tensor) for name, tensor in encoder.state_dict().items())
 
 
@@ -268,21 +269,21 @@ def test_pseudo_labels_take_the_surest_texts_per_class_and_skip_labelled_ones():
             table = {"a1": [0.99, 0.01], "a2": [0.95, 0.05], "a3": [0.6, 0.4], "b1": [0.02, 0.98], "b2": [0.1, 0.9], "seen": [1.0, 0.0]}
             return np.array([table[text] for text in texts])
 
-    data = ClassifierData(["seen"], np.array([0]), [], np.array([]), 2, unlabelled_texts=["a3", "b2", "a1", "seen", "a2", "b1", "a1"])
-    texts, labels = pseudo_labels(Fixed(), data, ClassifyConfig(pseudo_labels_per_class=1, pseudo_label_confidence=0.9))
+    data = FTData(["seen"], np.array([0]), [], np.array([]), 2, unlabelled_texts=["a3", "b2", "a1", "seen", "a2", "b1", "a1"])
+    texts, labels = pseudo_labels(Fixed(), data, FTConfig(pseudo_labels_per_class=1, pseudo_label_confidence=0.9))
     assert sorted(zip(texts, labels.tolist())) == [("a1", 0), ("b1", 1)]
-    texts, labels = pseudo_labels(Fixed(), data, ClassifyConfig(pseudo_labels_per_class=5, pseudo_label_confidence=0.92))
+    texts, labels = pseudo_labels(Fixed(), data, FTConfig(pseudo_labels_per_class=5, pseudo_label_confidence=0.92))
     assert sorted(zip(texts, labels.tolist())) == [("a1", 0), ("a2", 0), ("b1", 1)]
 
 
 def test_self_training_keeps_the_student_only_when_validation_improves(tiny_model, toy, tmp_path):
     texts, labels = toy
-    config = ClassifyConfig(
+    config = FTConfig(
         epochs=3, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=3,
         self_training_rounds=2, pseudo_labels_per_class=6, pseudo_label_confidence=0.0,
     )
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    head, stats = train_classifier(encoder, texts[:12], labels[:12], texts[54:], labels[54:], 3, config, 0, tmp_path / "st", unlabelled_texts=texts[12:54])
+    head, stats = train_ft(encoder, FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3, unlabelled_texts=texts[12:54]), config, PhaseRun(0, tmp_path / "st"))
     rounds = stats["self_training"]
     assert 1 <= len(rounds) <= 2 and 0 < rounds[0]["pseudo_labels"] <= 18  # at most 6 per class
     assert all(r["kept"] for r in rounds[:-1])
@@ -291,7 +292,7 @@ def test_self_training_keeps_the_student_only_when_validation_improves(tiny_mode
     embeddings = torch.as_tensor(encoder.encode(texts[54:]))
     accuracy = (head(embeddings).argmax(-1).numpy() == labels[54:]).mean()
     assert accuracy == pytest.approx(stats["best_validation_accuracy"])  # the weights in place are the kept model's
-    _, alone = train_classifier(SentenceTransformer(tiny_model, device="cpu"), texts[:12], labels[:12], texts[54:], labels[54:], 3, config, 0, tmp_path / "none")
+    _, alone = train_ft(SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path / "none"))
     assert alone["self_training"][0]["why"] == "no unlabelled texts"
 
 
@@ -308,7 +309,7 @@ def test_a_prototype_run_reads_descriptions_and_round_trips(toy_folder, fast_opt
     probe = ["rain and snow today", "pizza with cheese", "the coach of the team was very happy with the match"]
     assert np.allclose(loaded.predict_proba(probe), model.predict_proba(probe), atol=1e-5)
     pytest.importorskip("onnxruntime")
-    from phasefit.export import export_onnx, onnx_predict_proba
+    from phasefit.deploy.export import export_onnx, onnx_predict_proba
 
     exported = export_onnx(saved, tmp_path / "onnx")
     assert np.abs(onnx_predict_proba(exported, probe) - model.predict_proba(probe)).max() < 1e-4

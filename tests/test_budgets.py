@@ -12,11 +12,12 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
 from phasefit import load_data, train
-from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
+from phasefit.config import FTConfig, CLConfig, DAEConfig, JointConfig
 from phasefit.errors import ConfigError
-from phasefit.html_report import build_html_report
-from phasefit.phases.classify import train_classifier
-from phasefit.phases.contrastive import train_contrastive
+from phasefit.reporting.html import build_html_report
+from phasefit.phases.common import PhaseRun
+from phasefit.phases.ft import FTData, train_ft
+from phasefit.phases.cl import train_cl
 from phasefit.phases.dae import train_dae
 from phasefit.phases.joint import train_joint
 from phasefit.pipeline import CURVES_FILE, choose_max_length, token_lengths, truncation_shares
@@ -47,18 +48,18 @@ class LearningRates(TrainerCallback):
 
 def test_min_steps_lengthens_a_phase_on_small_data(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    _, short = train_contrastive(encoder, toy[0][:12], toy[1][:12], ContrastiveConfig(epochs=1, batch_size=16, pairs_per_example=1, min_steps=0), 0, tmp_path / "a")
+    _, short = train_cl(encoder, toy[0][:12], toy[1][:12], CLConfig(epochs=1, batch_size=16, pairs_per_example=1, min_steps=0), PhaseRun(0, tmp_path / "a"))
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    config = ContrastiveConfig(epochs=1, batch_size=16, pairs_per_example=1, min_steps=25)
-    _, long = train_contrastive(encoder, toy[0][:12], toy[1][:12], config, 0, tmp_path / "b")
+    config = CLConfig(epochs=1, batch_size=16, pairs_per_example=1, min_steps=25)
+    _, long = train_cl(encoder, toy[0][:12], toy[1][:12], config, PhaseRun(0, tmp_path / "b"))
     assert short["steps"] == int(np.ceil(short["pairs"] / 16)) < 25 == long["steps"]
 
 
 def test_warmup_and_schedule_shape_the_learning_rate(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     watch = LearningRates(encoder)
-    config = ContrastiveConfig(epochs=1, batch_size=8, learning_rate=1e-3, pairs_per_example=2, min_steps=20, warmup=0.25)
-    train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path, [watch])
+    config = CLConfig(epochs=1, batch_size=8, learning_rate=1e-3, pairs_per_example=2, min_steps=20, warmup=0.25)
+    train_cl(encoder, toy[0], toy[1], config, PhaseRun(0, tmp_path, [watch]))
     rates = [step[0] for step in watch.rates]
     assert rates[0] < rates[4] == pytest.approx(1e-3) and rates[-1] < rates[4] / 5  # 5 warm-up steps, then linear decay
 
@@ -67,7 +68,7 @@ def test_decoder_gets_its_own_learning_rate_and_trains_alone_during_its_warmup(t
     encoder = SentenceTransformer(tiny_model, device="cpu")
     watch = LearningRates(encoder)
     config = DAEConfig(epochs=1, batch_size=16, learning_rate=1e-4, decoder_learning_rate=1e-2, decoder_warmup_steps=4, min_steps=8, lr_scheduler="constant_with_warmup")
-    _, stats = train_dae(encoder, toy[0], config, 0, tmp_path, [watch])
+    _, stats = train_dae(encoder, toy[0], config, PhaseRun(0, tmp_path, [watch]))
     assert stats["steps"] == 8
     assert sorted(set(watch.rates[-1])) == [pytest.approx(1e-4), pytest.approx(1e-2)]
     assert watch.moved == [False] * 4 + [True] * 4  # the tied encoder weights wait for the decoder's warm-up
@@ -77,8 +78,8 @@ def test_ft_learning_rate_grid_keeps_the_best_trial_on_validation(tiny_model, to
     texts, labels = toy
     encoder = SentenceTransformer(tiny_model, device="cpu")
     start = encoder.encode(texts[54:])
-    config = ClassifyConfig(epochs=6, min_steps=0, batch_size=16, head_size=16, patience=3, learning_rate_grid=[1e-7, 3e-3])
-    head, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft")
+    config = FTConfig(epochs=6, min_steps=0, batch_size=16, head_size=16, patience=3, learning_rate_grid=[1e-7, 3e-3])
+    head, stats = train_ft(encoder, FTData(texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3), config, PhaseRun(0, tmp_path / "ft"))
     trials = {trial["learning_rate"]: trial["best_validation_accuracy"] for trial in stats["learning_rate_trials"]}
     assert set(trials) == {1e-7, 3e-3}
     assert stats["chosen_learning_rate"] == max(trials, key=lambda rate: (trials[rate], -rate))
@@ -99,7 +100,7 @@ def test_joint_dae_stream_reads_the_whole_pool(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     pool = [f"{text} today" for text in toy[0]] * 3
     config = JointConfig(epochs=1, batch_size=16, pairs_per_example=1, learning_rate=1e-3, min_steps=0)
-    _, stats = train_joint(encoder, toy[0][:9], toy[1][:9], pool, config, 0, tmp_path)
+    _, stats = train_joint(encoder, toy[0][:9], toy[1][:9], pool, config, PhaseRun(0, tmp_path))
     assert stats["rows"] == len(pool) > stats["pairs"]
     assert stats["steps"] == int(np.ceil(len(pool) / 16))
 

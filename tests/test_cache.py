@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import phasefit
+import phasefit._version
 from phasefit import cache, train
 
 
@@ -20,7 +20,7 @@ def _train_twice(toy_folder, options, change):
 
 
 INGREDIENTS = {
-    "phasefit version": lambda mp: mp.setattr(phasefit, "__version__", "99.0"),
+    "phasefit version": lambda mp: mp.setattr(phasefit._version, "__version__", "99.0"),
     "phase code": lambda mp: mp.setattr(cache, "phase_code_hash", lambda: "edited-code"),
     "torch version": lambda mp: mp.setattr(torch, "__version__", "0.0.1"),
     "transformers version": lambda mp: mp.setattr(__import__("transformers"), "__version__", "0.0.1"),

@@ -235,7 +235,7 @@ def test_onnx_export_matches_pytorch_probabilities(toy_folder, tiny_model, tmp_p
     import numpy as np
 
     from phasefit import PhaseFitModel
-    from phasefit.export import onnx_predict_proba
+    from phasefit.deploy.export import onnx_predict_proba
 
     output = tmp_path / "run"
     assert runner.invoke(app, ["train", str(toy_folder), "--recipe", "cl+ft", "--output", str(output), *fast_flags(tiny_model)]).exit_code == 0

@@ -7,10 +7,11 @@ from conftest import toy_rows
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
-from phasefit.config import ClassifyConfig, ContrastiveConfig, DAEConfig, JointConfig
+from phasefit.config import FTConfig, CLConfig, DAEConfig, JointConfig
 from phasefit.losses import DenoisingLoss
-from phasefit.phases.classify import train_classifier
-from phasefit.phases.contrastive import train_contrastive, with_projection
+from phasefit.phases.common import PhaseRun
+from phasefit.phases.ft import FTData, train_ft
+from phasefit.phases.cl import train_cl, with_projection
 from phasefit.phases.dae import train_dae
 from phasefit.phases.joint import train_joint
 
@@ -27,7 +28,7 @@ def toy():
 def test_dae_lowers_reconstruction_loss_and_keeps_the_encoder(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     before = encoder.encode(["the team won"])
-    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3, min_steps=0), 0, tmp_path, [])
+    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3, min_steps=0), PhaseRun(0, tmp_path, []))
     assert trained is encoder and stats["tied_decoder"] == 1.0
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
     assert not np.allclose(before, trained.encode(["the team won"]))
@@ -46,7 +47,7 @@ def test_tied_decoder_starts_from_the_encoders_current_weights(tiny_model):
 
 def test_mpnet_gets_a_working_fallback_decoder(tiny_mpnet, toy, tmp_path, caplog):
     encoder = SentenceTransformer(tiny_mpnet, device="cpu")
-    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3, min_steps=0), 0, tmp_path, [])
+    trained, stats = train_dae(encoder, toy[0] * 3, DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3, min_steps=0), PhaseRun(0, tmp_path, []))
     assert stats["tied_decoder"] == 0.0
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
     assert "untied BERT decoder" in caplog.text
@@ -54,8 +55,8 @@ def test_mpnet_gets_a_working_fallback_decoder(tiny_mpnet, toy, tmp_path, caplog
 
 def test_contrastive_lowers_cosine_loss_and_adds_one_projection(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    config = ContrastiveConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4, min_steps=0)
-    trained, stats = train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path, [])
+    config = CLConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4, min_steps=0)
+    trained, stats = train_cl(encoder, toy[0], toy[1], config, PhaseRun(0, tmp_path, []))
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
     names = [type(m).__name__ for m in trained]
     assert names == ["Transformer", "Pooling", "Dense", "Normalize"]
@@ -66,8 +67,8 @@ def test_gradient_accumulation_takes_the_steps_of_the_larger_batch(tiny_model, t
     runs = {}
     for batch, accumulation in ((16, 1), (8, 2)):
         encoder = SentenceTransformer(tiny_model, device="cpu")
-        config = ContrastiveConfig(epochs=1, batch_size=batch, gradient_accumulation=accumulation, learning_rate=2e-3, min_steps=0)
-        runs[(batch, accumulation)] = train_contrastive(encoder, toy[0], toy[1], config, 0, tmp_path / f"{batch}", [])[1]
+        config = CLConfig(epochs=1, batch_size=batch, gradient_accumulation=accumulation, learning_rate=2e-3, min_steps=0)
+        runs[(batch, accumulation)] = train_cl(encoder, toy[0], toy[1], config, PhaseRun(0, tmp_path / f"{batch}", []))[1]
     assert runs[(8, 2)]["steps"] == runs[(16, 1)]["steps"]
     assert runs[(8, 2)]["effective_batch_size"] == runs[(16, 1)]["effective_batch_size"] == 16
     assert runs[(8, 2)]["first_logged_loss"] == pytest.approx(runs[(16, 1)]["first_logged_loss"], rel=0.05)
@@ -88,15 +89,15 @@ def test_projection_starts_as_identity(tiny_model):
 def test_joint_lowers_both_losses(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     config = JointConfig(epochs=3, batch_size=16, learning_rate=2e-3, pairs_per_example=4, min_steps=0)
-    trained, stats = train_joint(encoder, toy[0], toy[1], toy[0], config, 0, tmp_path, [])
+    trained, stats = train_joint(encoder, toy[0], toy[1], toy[0], config, PhaseRun(0, tmp_path, []))
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
 
 
 def test_classifier_learns_the_toy_task(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     texts, labels = toy
-    config = ClassifyConfig(epochs=30, min_steps=0, batch_size=16, learning_rate=1e-3, head_learning_rate=5e-3, head_size=32, patience=5)
-    head, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
+    config = FTConfig(epochs=30, min_steps=0, batch_size=16, learning_rate=1e-3, head_learning_rate=5e-3, head_size=32, patience=5)
+    head, stats = train_ft(encoder, FTData(texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3), config, PhaseRun(0, tmp_path / "ft", []))
     embeddings = torch.as_tensor(encoder.encode(texts[54:]))
     accuracy = (head(embeddings).argmax(-1).numpy() == labels[54:, -1]).mean()
     assert accuracy >= 0.8
@@ -107,12 +108,12 @@ def test_early_stopping_waits_for_min_steps(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     texts, labels = toy
     # Nothing learns (frozen encoder, head learning rate 0): the validation loss never improves after the first evaluation.
-    config = ClassifyConfig(epochs=1, min_steps=40, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=1, metric="loss")
-    _, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
+    config = FTConfig(epochs=1, min_steps=40, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=1, metric="loss")
+    _, stats = train_ft(encoder, FTData(texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3), config, PhaseRun(0, tmp_path / "ft", []))
     assert stats["steps"] == 40 and stats["evaluations"] == 4
     config.min_steps = 0
     config.epochs = 10
-    _, stats = train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft-2", [])
+    _, stats = train_ft(encoder, FTData(texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3), config, PhaseRun(0, tmp_path / "ft-2", []))
     assert stats["steps"] == 20  # patience 1: the second evaluation without improvement ends it
 
 
@@ -125,11 +126,11 @@ def test_a_resumed_run_keeps_the_early_stopping_count(tiny_model, toy, tmp_path)
     encoder = SentenceTransformer(tiny_model, device="cpu")
     texts, labels = toy
     # Nothing learns, so evaluations at steps 10, 20, 30, 40 count 0, 1, 2, 3 without improvement: patience 3 ends it at 40.
-    config = ClassifyConfig(epochs=20, min_steps=0, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=3, metric="loss")
-    split = (texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft")
+    config = FTConfig(epochs=20, min_steps=0, batch_size=16, freeze_encoder=True, head_learning_rate=0.0, head_size=8, patience=3, metric="loss")
+    data = FTData(texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3)
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(encoder, *split, [Interrupt()], resumable=True)
-    _, stats = train_classifier(encoder, *split, [], resumable=True)
+        train_ft(encoder, data, config, PhaseRun(0, tmp_path / "ft", [Interrupt()], checkpoint_steps=1))
+    _, stats = train_ft(encoder, data, config, PhaseRun(0, tmp_path / "ft", [], checkpoint_steps=1))
     assert stats["resumed_from_step"] == 30
     assert stats["steps"] == 40, "the resumed run forgot the evaluations without improvement it had already counted"
 
@@ -138,8 +139,8 @@ def test_frozen_encoder_is_not_changed(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     before = [p.clone() for p in encoder.parameters()]
     texts, labels = toy
-    config = ClassifyConfig(epochs=2, min_steps=0, batch_size=16, freeze_encoder=True, head_size=8)
-    train_classifier(encoder, texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3, config, 0, tmp_path / "ft", [])
+    config = FTConfig(epochs=2, min_steps=0, batch_size=16, freeze_encoder=True, head_size=8)
+    train_ft(encoder, FTData(texts[:54], labels[:54, -1], texts[54:], labels[54:, -1], 3), config, PhaseRun(0, tmp_path / "ft", []))
     assert all(torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
 
 

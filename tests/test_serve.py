@@ -20,7 +20,7 @@ from phasefit.cli import app as cli
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from phasefit.serve import ServeOptions, create_app  # noqa: E402
+from phasefit.deploy.serve import ServeOptions, create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -204,7 +204,7 @@ def train_command(
         read_label_descriptions(resolved.label_descriptions)  # a missing or malformed file fails now, not after phase 1
     precision_options(resolved.precision)  # and on a precision this machine cannot do
     if resolved.report_to and not resolved.logging_dir:
-        options["logging_dir"] = str(output.parent / f"{output.name}-logs")
+        resolved.logging_dir = str(output.parent / f"{output.name}-logs")
     _check_output_dir(output, overwrite)
     _check_free_space(output, resolved.model)
     work_dir = work_dir_for(output)
@@ -226,7 +226,7 @@ def train_command(
         if work_dir.is_dir():
             console.print(f"Resuming the interrupted run kept in {work_dir}.", highlight=False)
         with PhaseProgress(console) as progress:
-            result = train(labelled, options, progress=progress.callback, work_dir=work_dir)
+            result = train(labelled, resolved, progress=progress.callback, work_dir=work_dir)
         close()
         if not is_main_process():
             return
@@ -393,7 +393,7 @@ def export_command(
     _setup_quiet_logging()
     if format != "onnx":
         raise ConfigError(f"--format {format}: only onnx is supported.")
-    from .export import export_onnx
+    from .deploy.export import export_onnx
 
     export_onnx(model_dir, output, quantize=quantize)
     console.print(f"Wrote {output / 'model.onnx'}{' (int8)' if quantize else ''} with its tokenizer and labels.", highlight=False)
@@ -414,7 +414,7 @@ def serve_command(
 ) -> None:
     """Serve the model over HTTP: GET /health, POST /predict {"texts": [...]}; OpenAPI docs at /docs."""
     _setup_quiet_logging()
-    from .serve import ServeOptions, load_backend, serve
+    from .deploy.serve import ServeOptions, load_backend, serve
 
     options = ServeOptions(str(model_dir), onnx, max_texts, max_chars, max_batch, batch_wait_ms)
     load_backend(options)  # a bad folder is named before the server starts
@@ -429,7 +429,7 @@ def report_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default RUN_DIR/report.html)."),
 ) -> None:
     """Assemble a run's scores, options and pictures into one self-contained HTML page."""
-    from .html_report import build_html_report
+    from .reporting.html import build_html_report
 
     page = build_html_report(run_dir)
     target = output or run_dir / "report.html"

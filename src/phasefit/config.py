@@ -56,7 +56,7 @@ class DAEConfig:
 
 
 @dataclass
-class ContrastiveConfig:
+class CLConfig:
     """Phase 2: Siamese supervised contrastive learning with the cosine loss."""
 
     epochs: float = 3.0
@@ -74,7 +74,7 @@ class ContrastiveConfig:
 
 
 @dataclass
-class JointConfig(ContrastiveConfig):
+class JointConfig(CLConfig):
     """One phase minimising L_DAE + L_CL at every step (the paper's Joint variant): the CL options plus the DAE's.
 
     Every row holds a pair and a text of the DAE stream; the stream cycles over labelled plus
@@ -88,7 +88,7 @@ class JointConfig(ContrastiveConfig):
 
 
 @dataclass
-class ClassifyConfig:
+class FTConfig:
     """Phase 3: fine-tuning with a two-layer MLP head, early stopping on validation."""
 
     epochs: float = 50.0
@@ -119,7 +119,7 @@ class ClassifyConfig:
     head_refit: str = "none"
 
 
-PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": ContrastiveConfig, "joint": JointConfig, "ft": ClassifyConfig}
+PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": CLConfig, "joint": JointConfig, "ft": FTConfig}
 PHASE_TITLES = {"dae": "DAE", "cl": "CL", "joint": "Joint", "ft": "FT"}
 
 

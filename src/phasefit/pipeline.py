@@ -25,11 +25,12 @@ from .errors import ConfigError, ModelFilesError
 from .label_names import label_texts, read_label_descriptions
 from .metrics import classification_metrics
 from .model import PhaseFitModel
-from .phases.classify import train_classifier
-from .phases.contrastive import train_contrastive
+from .phases.cl import train_cl
+from .phases.common import PhaseRun
 from .phases.dae import train_dae
+from .phases.ft import FTData, train_ft
 from .phases.joint import train_joint
-from .recipes import Recipe, resolve
+from .recipes import Recipe, parse_recipe, resolve
 
 logger = logging.getLogger(__name__)
 # Texts whose token lengths set the default max_length: a seeded sample of train + unlabelled texts.
@@ -79,8 +80,8 @@ class TrainResult:
             return Path(directory)
 
         from .metrics import save_confusion_matrix
-        from .model_card import render_model_card
-        from .plots import curve_records, plot_learning_curves, plot_projections
+        from .reporting.model_card import render_model_card
+        from .reporting.plots import curve_records, plot_learning_curves, plot_projections
 
         with tempfile.TemporaryDirectory() as folder:
             picture = save_confusion_matrix(self.test_metrics or self.validation_metrics, Path(folder) / "cm.png").read_bytes()
@@ -205,7 +206,7 @@ def evaluate_split(model: PhaseFitModel, split: Split, batch_size: int = 64) -> 
 
 def train(
     data: Any,
-    options: Mapping[str, Any] | None = None,
+    config: RunConfig | Mapping[str, Any] | None = None,
     progress: Callable[[str], TrainerCallback] | None = None,
     work_dir: str | Path | None = None,
     **keyword_options: Any,
@@ -213,7 +214,8 @@ def train(
     """Train a classifier with a recipe.
 
     ``data`` is a :class:`LabelledData` or anything :func:`phasefit.load_data` reads (a path, a
-    DataFrame, a ``datasets`` object). Options are a nested dict and/or keywords, e.g.
+    DataFrame, a ``datasets`` object). ``config`` is a :class:`RunConfig` (options resolved once, as
+    the CLI does) or a nested dict of options, and keywords add to the dict, e.g.
     ``train("data/", recipe="3phase", seed=1, dae={"epochs": 2}, ft={"freeze_encoder": True})``.
 
     Launched by ``torchrun`` or ``accelerate launch``, every phase trains with DDP (each process
@@ -223,77 +225,28 @@ def train(
     phase checkpoints every ``checkpoint_steps`` steps; calling ``train`` again with the same
     ``work_dir`` and options skips the finished phases and continues from the last checkpoint.
     """
-    config, recipe = resolve({**(options or {}), **keyword_options})
+    config, recipe = _resolved(config, keyword_options)
     if not isinstance(data, LabelledData):
         data = load_configured_data(data, config)
         for note in data.notes:
             logger.info(note)
     encoder = load_encoder(config.model, config.trust_remote_code).to(distributed.state().device)
-    splits = {"train": data.train.texts, "validation": data.validation.texts, "test": data.test.texts if data.test else [], "unlabelled": data.unlabelled_texts}
-    lengths = {name: token_lengths(encoder, _length_sample(texts, config.seed)) for name, texts in splits.items()}
-    max_length = choose_max_length(encoder, np.concatenate([lengths["train"], lengths["unlabelled"]]), config.max_length, config.max_length_percentile)
-    encoder.max_seq_length = max_length
+    max_length, truncated = _token_limit(encoder, data, config)
     notes = list(data.notes)
-    truncated = truncation_shares(lengths, max_length)
     if any(truncated.values()):
         notes.append(f"max_length {max_length} tokens truncates " + ", ".join(f"{share:.1%} of {name}" for name, share in truncated.items() if share))
         logger.warning(notes[-1])
-    work = Path(work_dir) if work_dir is not None else None
-    caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
-    checkpoint_steps = config.checkpoint_steps if work else None
-
-    train_codes = data.label_codes(data.train)
-    classes = data.classes
-    descriptions = read_label_descriptions(config.label_descriptions, classes) if config.label_descriptions else None
-    class_texts = label_texts(classes, descriptions)
-    key = fingerprint(run_ingredients(config.model, max_length, config.precision))
-    phase_seconds: dict[str, float] = {}
-    phase_stats: dict[str, dict[str, Any]] = {}
-    cached: list[str] = []
-    head = None
+    encoder.max_seq_length = max_length
+    runner = _RecipeRunner(data, config, max_length, Path(work_dir) if work_dir is not None else None)
+    progress = progress if distributed.is_main_process() else None
     snapshot_rows = _snapshot_rows(data.validation, config.snapshot_examples, config.seed) if distributed.is_main_process() else []
     snapshot_texts = [data.validation.texts[i] for i in snapshot_rows]
     snapshots = {"before training": encoder.encode(snapshot_texts, batch_size=64)} if snapshot_rows else {}
-    if not distributed.is_main_process():
-        progress = None
     with distributed.shared_temporary_directory("phasefit-") as scratch:
-        checkpoints = work / "checkpoints" if work else scratch
         for index, step in enumerate(recipe.steps):
-            phase_config = config.phases[step.phase]
             title = f"{index + 1}/{len(recipe.steps)} {PHASE_TITLES[step.phase]}"
             callbacks = ([progress(title)] if progress else []) + reporting_callbacks(config, f"{index + 1}-{step.phase}")
-            started = time.perf_counter()
-            set_seed(config.seed + index)
-            if step.phase == "ft":
-                workdir = checkpoints / f"{index}-ft-{fingerprint(key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, class_texts)}"
-                validation_codes = data.label_codes(data.validation)[:, -1]
-                head, stats = train_classifier(
-                    encoder, data.train.texts, train_codes[:, -1], data.validation.texts, validation_codes,
-                    len(classes), phase_config, config.seed + index, workdir, callbacks, resumable=work is not None, precision=config.precision,
-                    class_texts=class_texts, unlabelled_texts=_pool_sample(data.unlabelled_texts, phase_config.self_training_pool, config.seed),
-                )
-            else:
-                inputs = _phase_inputs(step.phase, data, phase_config, config.seed)
-                key = fingerprint(key, step.phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])
-                reused = next((found for cache in caches if (found := cache.load(key)) is not None), None)
-                if distributed.all_ranks_agree(reused is not None):
-                    reused = reused.to(encoder.device)
-                    reused.max_seq_length = max_length
-                    encoder, stats = reused, {"cached": True}
-                    cached.append(step.phase)
-                else:
-                    workdir = checkpoints / f"{index}-{step.phase}-{key}"
-                    encoder, stats = _run_encoder_phase(
-                        step.phase, encoder, data, train_codes, inputs, phase_config, config.seed + index, workdir, callbacks, checkpoint_steps,
-                        config.precision,
-                    )
-                    for cache in caches:
-                        cache.store(key, encoder)
-                    distributed.wait_for_everyone()
-                    if distributed.is_main_process():
-                        shutil.rmtree(workdir, ignore_errors=True)
-            phase_seconds[step.phase] = round(time.perf_counter() - started, 2)
-            phase_stats[step.phase] = stats
+            encoder = runner.run_step(index, step.phase, encoder, callbacks, scratch)
             if snapshot_rows:
                 snapshots[f"after {PHASE_TITLES[step.phase]}"] = encoder.encode(snapshot_texts, batch_size=64)
 
@@ -306,14 +259,85 @@ def train(
         "max_length": max_length,
         "seed": config.seed,
     }
-    model = PhaseFitModel(encoder, head, classes, info)
+    model = PhaseFitModel(encoder, runner.head, data.classes, info)
     validation_metrics = evaluate_split(model, data.validation)
     test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
     sizes = f"{len(data.train)} labelled training examples, {len(data.validation)} validation, {len(data.test) if data.test else 0} test, {len(data.unlabelled_texts)} unlabelled texts."
     return TrainResult(
-        model, config, recipe, validation_metrics, test_metrics, phase_seconds, phase_stats, cached, notes, truncated, data.source, sizes,
+        model, config, recipe, validation_metrics, test_metrics, runner.phase_seconds, runner.phase_stats, runner.cached, notes, truncated, data.source, sizes,
         snapshots, [data.validation.classes[i] for i in snapshot_rows],
     )
+
+
+def _resolved(config: RunConfig | Mapping[str, Any] | None, keyword_options: Mapping[str, Any]) -> tuple[RunConfig, Recipe]:
+    """The run's config and recipe: a RunConfig as given (no keywords beside it), else options resolved by :func:`resolve`."""
+    if isinstance(config, RunConfig):
+        if keyword_options:
+            raise ConfigError(f"train(): options {', '.join(sorted(keyword_options))} beside a RunConfig; set them on the RunConfig instead.")
+        return config, parse_recipe(config.recipe)
+    return resolve({**(config or {}), **keyword_options})
+
+
+def _token_limit(encoder: SentenceTransformer, data: LabelledData, config: RunConfig) -> tuple[int, dict[str, float]]:
+    """The run's max_length (see :func:`choose_max_length`) and the share of each split's texts it truncates."""
+    splits = {"train": data.train.texts, "validation": data.validation.texts, "test": data.test.texts if data.test else [], "unlabelled": data.unlabelled_texts}
+    lengths = {name: token_lengths(encoder, _length_sample(texts, config.seed)) for name, texts in splits.items()}
+    max_length = choose_max_length(encoder, np.concatenate([lengths["train"], lengths["unlabelled"]]), config.max_length, config.max_length_percentile)
+    return max_length, truncation_shares(lengths, max_length)
+
+
+class _RecipeRunner:
+    """Runs a recipe's steps on one encoder: each encoder phase's output cached by the hash of its inputs, FT last."""
+
+    def __init__(self, data: LabelledData, config: RunConfig, max_length: int, work: Path | None) -> None:
+        self.data, self.config, self.max_length, self.work = data, config, max_length, work
+        self.caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
+        self.train_codes = data.label_codes(data.train)
+        descriptions = read_label_descriptions(config.label_descriptions, data.classes) if config.label_descriptions else None
+        self.class_texts = label_texts(data.classes, descriptions)
+        self.key = fingerprint(run_ingredients(config.model, max_length, config.precision))
+        self.phase_seconds: dict[str, float] = {}
+        self.phase_stats: dict[str, dict[str, Any]] = {}
+        self.cached: list[str] = []
+        self.head = None
+
+    def run_step(self, index: int, phase: str, encoder: SentenceTransformer, callbacks: list[TrainerCallback], scratch: Path) -> SentenceTransformer:
+        config, data = self.config, self.data
+        phase_config = config.phases[phase]
+        checkpoints = self.work / "checkpoints" if self.work else scratch
+        started = time.perf_counter()
+        set_seed(config.seed + index)
+
+        def phase_run(folder_key: str) -> PhaseRun:
+            checkpoint_steps = config.checkpoint_steps if self.work else None
+            return PhaseRun(config.seed + index, checkpoints / f"{index}-{phase}-{folder_key}", callbacks, checkpoint_steps, config.precision, self.max_length)
+
+        if phase == "ft":
+            ft_data = FTData(
+                data.train.texts, self.train_codes[:, -1], data.validation.texts, data.label_codes(data.validation)[:, -1], len(data.classes),
+                self.class_texts, _pool_sample(data.unlabelled_texts, phase_config.self_training_pool, config.seed),
+            )
+            folder_key = fingerprint(self.key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, self.class_texts)
+            self.head, stats = train_ft(encoder, ft_data, phase_config, phase_run(folder_key))
+        else:
+            inputs = _phase_inputs(phase, data, phase_config, config.seed)
+            self.key = fingerprint(self.key, phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])
+            reused = next((found for cache in self.caches if (found := cache.load(self.key)) is not None), None)
+            if distributed.all_ranks_agree(reused is not None):
+                encoder, stats = reused.to(encoder.device), {"cached": True}
+                encoder.max_seq_length = self.max_length
+                self.cached.append(phase)
+            else:
+                run = phase_run(self.key)
+                encoder, stats = _run_encoder_phase(phase, encoder, data, self.train_codes, inputs, phase_config, run)
+                for cache in self.caches:
+                    cache.store(self.key, encoder)
+                distributed.wait_for_everyone()
+                if distributed.is_main_process():
+                    shutil.rmtree(run.workdir, ignore_errors=True)
+        self.phase_seconds[phase] = round(time.perf_counter() - started, 2)
+        self.phase_stats[phase] = stats
+        return encoder
 
 
 def _length_sample(texts: Sequence[str], seed: int) -> list[str]:
@@ -348,22 +372,12 @@ def _phase_inputs(phase: str, data: LabelledData, phase_config: Any, seed: int) 
 
 
 def _run_encoder_phase(
-    phase: str,
-    encoder: SentenceTransformer,
-    data: LabelledData,
-    train_codes: np.ndarray,
-    inputs: dict[str, Any],
-    phase_config: Any,
-    seed: int,
-    workdir: Path,
-    callbacks: list[TrainerCallback],
-    checkpoint_steps: int | None,
-    precision: str,
+    phase: str, encoder: SentenceTransformer, data: LabelledData, train_codes: np.ndarray, inputs: dict[str, Any], phase_config: Any, run: PhaseRun
 ) -> tuple[SentenceTransformer, dict[str, Any]]:
     if phase == "dae":
-        return train_dae(encoder, inputs["dae_texts"], phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
+        return train_dae(encoder, inputs["dae_texts"], phase_config, run)
     if phase == "cl":
-        return train_contrastive(encoder, data.train.texts, train_codes, phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
+        return train_cl(encoder, data.train.texts, train_codes, phase_config, run)
     if phase == "joint":
-        return train_joint(encoder, data.train.texts, train_codes, inputs["dae_texts"], phase_config, seed, workdir, callbacks, checkpoint_steps, precision)
+        return train_joint(encoder, data.train.texts, train_codes, inputs["dae_texts"], phase_config, run)
     raise ValueError(f"unknown phase {phase!r}")

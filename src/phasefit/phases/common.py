@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +23,38 @@ from ..errors import ConfigError
 from ..noise import delete_words
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    """Where and how one phase trains; every ``train_*`` takes one.
+
+    ``checkpoint_steps`` None: nothing is checkpointed and a stopped phase starts again. Otherwise the
+    phase resumes from its newest checkpoint in ``workdir``: the encoder phases write one every
+    ``checkpoint_steps`` optimiser steps, FT at every evaluation (it keeps its best one anyway).
+    ``max_length`` is the token limit every text is cut to (None: the encoder's own ``max_seq_length``).
+    """
+
+    seed: int
+    workdir: Path
+    callbacks: Sequence[TrainerCallback] = ()
+    checkpoint_steps: int | None = None
+    precision: str = "auto"
+    max_length: int | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return self.checkpoint_steps is not None
+
+    def within(self, folder: str, seed_offset: int = 0) -> "PhaseRun":
+        """The same run in a sub-folder of ``workdir`` (a trial, a self-training round), its seed moved by ``seed_offset``."""
+        return dataclasses.replace(self, workdir=self.workdir / folder, seed=self.seed + seed_offset)
+
+    def limit_tokens(self, encoder: SentenceTransformer) -> SentenceTransformer:
+        """``encoder`` set to cut texts at this run's ``max_length`` (unchanged when the run names none)."""
+        if self.max_length is not None:
+            encoder.max_seq_length = self.max_length
+        return encoder
 
 
 def precision_options(precision: str = "auto") -> dict[str, Any]:
@@ -217,14 +251,10 @@ def run_sentence_trainer(
     dataset: Dataset,
     loss: torch.nn.Module,
     config: Any,
-    seed: int,
-    output_dir: Path,
-    callbacks: list[TrainerCallback],
-    checkpoint_steps: int | None = None,
+    run: PhaseRun,
     loss_state: torch.nn.Module | None = None,
-    precision: str = "auto",
 ) -> dict[str, float]:
-    """Train with the sentence-transformers trainer; with ``checkpoint_steps``, checkpoint and resume from ``output_dir``.
+    """Train with the sentence-transformers trainer; a resumable ``run`` checkpoints and resumes from its ``workdir``.
 
     The phase trains ``epochs`` over ``dataset`` or ``min_steps`` optimiser steps, whichever is more.
     ``loss_state`` holds the weights the loss owns beyond the model (a DAE decoder): they learn at
@@ -233,8 +263,9 @@ def run_sentence_trainer(
     dataset = at_least_one_round(dataset, config)
     steps = phase_steps(len(dataset), config)
     decoder_rate = getattr(config, "decoder_learning_rate", None)
+    checkpoint_steps, output_dir = run.checkpoint_steps, run.workdir
     args = SentenceTransformerTrainingArguments(
-        **{**common_arguments(config, seed, output_dir, precision), "logging_steps": logging_interval(steps)},
+        **{**common_arguments(config, run.seed, output_dir, run.precision), "logging_steps": logging_interval(steps)},
         **checkpoint_options(checkpoint_steps),
         max_steps=steps,
         learning_rate_mapping={r"(^|\.)decoder\.": decoder_rate} if decoder_rate and loss_state is not None else {},
@@ -242,7 +273,7 @@ def run_sentence_trainer(
     extra: list[TrainerCallback] = [LossStateCheckpoint(loss_state)] if checkpoint_steps and loss_state is not None else []
     if loss_state is not None and getattr(config, "decoder_warmup_steps", 0):
         extra.append(FrozenForSteps(model, config.decoder_warmup_steps))
-    trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[*callbacks, *extra])
+    trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[*run.callbacks, *extra])
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
     saves_loss_state = bool(checkpoint_steps and loss_state is not None)

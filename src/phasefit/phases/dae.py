@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
-from transformers import TrainerCallback
 
 from ..config import DAEConfig
 from ..losses import DenoisingLoss
-from .common import add_word_deletion, run_sentence_trainer, without_final_normalize
+from .common import PhaseRun, add_word_deletion, run_sentence_trainer, without_final_normalize
 
 
 def noisy_text_dataset(texts: Sequence[str], deletion_ratio: float, seed: int) -> Dataset:
@@ -24,16 +22,12 @@ def train_dae(
     encoder: SentenceTransformer,
     texts: Sequence[str],
     config: DAEConfig,
-    seed: int,
-    workdir: Path,
-    callbacks: list[TrainerCallback] = (),
-    checkpoint_steps: int | None = None,
-    precision: str = "auto",
+    run: PhaseRun,
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Adapt ``encoder`` to the texts by reconstructing each text from its damaged copy's embedding."""
-    bottleneck = without_final_normalize(encoder)
+    bottleneck = without_final_normalize(run.limit_tokens(encoder))
     loss = DenoisingLoss(bottleneck)
-    dataset = noisy_text_dataset(texts, config.deletion_ratio, seed)
-    stats = run_sentence_trainer(bottleneck, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.decoder, precision)
+    dataset = noisy_text_dataset(texts, config.deletion_ratio, run.seed)
+    stats = run_sentence_trainer(bottleneck, dataset, loss, config, run, loss.decoder)
     stats["tied_decoder"] = float(loss.tied)
     return encoder, stats

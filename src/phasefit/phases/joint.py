@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-from transformers import TrainerCallback
 
 from ..config import JointConfig
 from ..losses import DenoisingLoss, JointLoss
-from .common import add_word_deletion, run_sentence_trainer, without_final_normalize
-from .contrastive import pair_dataset, with_projection
+from .common import PhaseRun, add_word_deletion, run_sentence_trainer, without_final_normalize
+from .cl import pair_dataset, with_projection
 
 
 def train_joint(
@@ -22,11 +20,7 @@ def train_joint(
     labels: np.ndarray,
     corpus: Sequence[str],
     config: JointConfig,
-    seed: int,
-    workdir: Path,
-    callbacks: list[TrainerCallback] = (),
-    checkpoint_steps: int | None = None,
-    precision: str = "auto",
+    run: PhaseRun,
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Each row holds a pair for the cosine loss and a text for the DAE loss.
 
@@ -34,22 +28,20 @@ def train_joint(
     longer of the pairs and the corpus; the shorter one is cycled (in a seeded order), so the DAE
     stream reads every text of the pool however few pairs there are.
     """
-    model = with_projection(encoder)
-    pairs = pair_dataset(labelled_texts, labels, config, seed)
+    model = with_projection(run.limit_tokens(encoder))
+    pairs = pair_dataset(labelled_texts, labels, config, run.seed)
     corpus = list(corpus) or list(labelled_texts)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(run.seed)
     n_pairs, rows = len(pairs), max(len(pairs), len(corpus))
     pairs = pairs.select(_cycled(rng.permutation(len(pairs)), rows))
     originals = [corpus[i] for i in _cycled(rng.permutation(len(corpus)), rows)]
     dataset = pairs.add_column("original", originals).add_column("damaged", originals)
     dataset = dataset.select_columns(["damaged", "original", "sentence1", "sentence2", "score"])
-    dataset = add_word_deletion(dataset, config.deletion_ratio, seed)
+    dataset = add_word_deletion(dataset, config.deletion_ratio, run.seed)
     # One model object for both losses, so DDP wraps one module; the cosine loss ignores the final Normalize anyway.
     bottleneck = without_final_normalize(model)
     loss = JointLoss(DenoisingLoss(bottleneck), CosineSimilarityLoss(bottleneck))
-    stats = run_sentence_trainer(
-        bottleneck, dataset, loss, config, seed, workdir, list(callbacks), checkpoint_steps, loss.denoising.decoder, precision
-    )
+    stats = run_sentence_trainer(bottleneck, dataset, loss, config, run, loss.denoising.decoder)
     stats["pairs"] = n_pairs
     stats["rows"] = len(dataset)
     return model, stats

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -11,11 +10,10 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize
-from transformers import TrainerCallback
 
-from ..config import ContrastiveConfig, JointConfig
+from ..config import CLConfig, JointConfig
 from ..pairs import build_pairs, correct_imbalance
-from .common import run_sentence_trainer
+from .common import PhaseRun, run_sentence_trainer
 
 
 def is_projection(module: torch.nn.Module) -> bool:
@@ -45,7 +43,7 @@ def with_projection(encoder: SentenceTransformer) -> SentenceTransformer:
     return model
 
 
-def pair_dataset(texts: Sequence[str], labels: np.ndarray, config: ContrastiveConfig | JointConfig, seed: int) -> Dataset:
+def pair_dataset(texts: Sequence[str], labels: np.ndarray, config: CLConfig | JointConfig, seed: int) -> Dataset:
     """Columns ``sentence1``, ``sentence2``, ``score`` after the (optional) imbalance correction."""
     rng = np.random.default_rng(seed)
     texts, labels = list(texts), np.asarray(labels)
@@ -63,20 +61,16 @@ def pair_dataset(texts: Sequence[str], labels: np.ndarray, config: ContrastiveCo
     )
 
 
-def train_contrastive(
+def train_cl(
     encoder: SentenceTransformer,
     texts: Sequence[str],
     labels: np.ndarray,
-    config: ContrastiveConfig,
-    seed: int,
-    workdir: Path,
-    callbacks: list[TrainerCallback] = (),
-    checkpoint_steps: int | None = None,
-    precision: str = "auto",
+    config: CLConfig,
+    run: PhaseRun,
 ) -> tuple[SentenceTransformer, dict[str, float]]:
     """Pull same-class texts together and push different classes apart; returns the encoder with its projection."""
-    model = with_projection(encoder)
-    dataset = pair_dataset(texts, labels, config, seed)
-    stats = run_sentence_trainer(model, dataset, CosineSimilarityLoss(model), config, seed, workdir, list(callbacks), checkpoint_steps, precision=precision)
+    model = with_projection(run.limit_tokens(encoder))
+    dataset = pair_dataset(texts, labels, config, run.seed)
+    stats = run_sentence_trainer(model, dataset, CosineSimilarityLoss(model), config, run)
     stats["pairs"] = len(dataset)
     return model, stats

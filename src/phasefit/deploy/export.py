@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .model import PhaseFitModel, replace_directory
+from ..errors import ConfigError
+from ..model import PhaseFitModel, replace_directory
 
 
 class _ProbabilityGraph(nn.Module):

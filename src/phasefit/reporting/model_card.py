@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from .config import PHASE_TITLES, default_model_path
+from ..config import PHASE_TITLES, default_model_path
 
 
 def render_model_card(result: Any) -> str:

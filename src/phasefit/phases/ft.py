@@ -13,7 +13,6 @@ import json
 import math
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,10 +21,10 @@ from datasets import Dataset
 from safetensors.torch import load_model, save_model
 from sentence_transformers import SentenceTransformer
 from torch import nn
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..config import ClassifyConfig
+from ..config import FTConfig
 from ..distributed import is_main_process, wait_for_everyone
 from ..errors import ConfigError
 from ..losses import SupervisedContrastiveLoss
@@ -34,6 +33,7 @@ from ..model import ClassificationHead, EncoderClassifier, LinearHead, PhaseFitM
 from .common import (
     FrozenForSteps,
     MainProcessWritesOnly,
+    PhaseRun,
     checkpoint_step,
     common_arguments,
     effective_batch_size,
@@ -78,7 +78,7 @@ def evaluation_interval(n_examples: int, batch_size: int) -> int:
 
 
 @dataclass(frozen=True)
-class ClassifierData:
+class FTData:
     """What FT trains on: labelled train and validation texts, and what the options beyond the paper read."""
 
     train_texts: Sequence[str]
@@ -89,43 +89,16 @@ class ClassifierData:
     class_texts: Sequence[str] | None = None  # the label names (or descriptions) in code order, for prototype heads
     unlabelled_texts: Sequence[str] = ()  # the pool that self-training pseudo-labels
 
-    def with_pseudo_labels(self, texts: Sequence[str], labels: np.ndarray) -> "ClassifierData":
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unlabelled_texts", list(self.unlabelled_texts))
+
+    def with_pseudo_labels(self, texts: Sequence[str], labels: np.ndarray) -> "FTData":
         return dataclasses.replace(
             self, train_texts=[*self.train_texts, *texts], train_labels=np.concatenate([self.train_labels, np.asarray(labels, dtype=np.int64)])
         )
 
 
-@dataclass(frozen=True)
-class TrainingRun:
-    """Where and how one FT training runs: seed, work folder (checkpoints), callbacks, resumability, precision."""
-
-    seed: int
-    workdir: Path
-    callbacks: Sequence[TrainerCallback] = ()
-    resumable: bool = False
-    precision: str = "auto"
-
-    def within(self, folder: str, seed_offset: int = 0) -> "TrainingRun":
-        return dataclasses.replace(self, workdir=self.workdir / folder, seed=self.seed + seed_offset)
-
-
-def train_classifier(
-    encoder: SentenceTransformer,
-    train_texts: Sequence[str],
-    train_labels: np.ndarray,
-    validation_texts: Sequence[str],
-    validation_labels: np.ndarray,
-    n_classes: int,
-    config: ClassifyConfig,
-    seed: int,
-    workdir: Path,
-    callbacks: Sequence[TrainerCallback] = (),
-    resumable: bool = False,
-    precision: str = "auto",
-    *,
-    class_texts: Sequence[str] | None = None,
-    unlabelled_texts: Sequence[str] = (),
-) -> tuple[nn.Module, dict[str, Any]]:
+def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
     """Train encoder + head on cross-entropy; stop when validation ``config.metric`` stops improving.
 
     With ``config.learning_rate_grid``, the phase trains once per encoder learning rate of the grid,
@@ -133,7 +106,7 @@ def train_classifier(
     (ties go to the smaller rate). Finished trials are kept in ``workdir`` (weights and scores), so
     a resumed phase skips them.
 
-    With ``config.self_training_rounds``, the trained classifier then labels ``unlabelled_texts``;
+    With ``config.self_training_rounds``, the trained classifier then labels ``data.unlabelled_texts``;
     its most confident predictions per class join the labelled texts and the phase trains again
     from the same starting encoder. The round's model is kept only if its validation ``metric`` is
     better.
@@ -141,14 +114,13 @@ def train_classifier(
     With ``config.head_refit == "logistic"`` the head is then replaced by a logistic regression fit
     on the fine-tuned encoder's embeddings of the labelled texts.
     """
-    data = ClassifierData(train_texts, train_labels, validation_texts, validation_labels, n_classes, class_texts, list(unlabelled_texts))
-    head, stats = _train_and_self_train(encoder, data, config, TrainingRun(seed, workdir, callbacks, resumable, precision))
+    head, stats = _train_and_self_train(run.limit_tokens(encoder), data, config, run)
     if config.head_refit == "logistic":
-        return refit_logistic_head(encoder, data, config, seed, stats)
+        return refit_logistic_head(encoder, data, config, run.seed, stats)
     return head, stats
 
 
-def _train_and_self_train(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
+def _train_and_self_train(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
     n_classes = data.n_classes
     start = state_copy(encoder) if config.self_training_rounds else None
     head, stats = _train_best_rate(encoder, data, config, run)
@@ -178,7 +150,7 @@ def _train_and_self_train(encoder: SentenceTransformer, data: ClassifierData, co
     return head, stats
 
 
-def refit_logistic_head(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, seed: int, stats: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def refit_logistic_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed: int, stats: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
     """SetFit's head on phasefit's encoder: a scikit-learn logistic regression on the labelled texts' embeddings, as a LinearHead.
 
     The validation score in ``stats`` becomes the new head's (the FT head's is kept as ``validation_before_refit``).
@@ -210,7 +182,7 @@ def refit_logistic_head(encoder: SentenceTransformer, data: ClassifierData, conf
     return head, refit
 
 
-def pseudo_labels(model: PhaseFitModel, data: ClassifierData, config: ClassifyConfig) -> tuple[list[str], np.ndarray]:
+def pseudo_labels(model: PhaseFitModel, data: FTData, config: FTConfig) -> tuple[list[str], np.ndarray]:
     """The pool texts the model is surest of: per class at most ``pseudo_labels_per_class``, each at least ``pseudo_label_confidence``.
 
     Taking the same number from every class keeps the labelled set's balance instead of adding the
@@ -230,7 +202,7 @@ def pseudo_labels(model: PhaseFitModel, data: ClassifierData, config: ClassifyCo
     return [pool[i] for i in chosen], predicted[chosen].astype(np.int64)
 
 
-def _train_best_rate(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
+def _train_best_rate(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
     if not config.learning_rate_grid:
         return _train_once(encoder, data, config, run)
     start = state_copy(encoder)
@@ -264,14 +236,14 @@ def _train_best_rate(encoder: SentenceTransformer, data: ClassifierData, config:
     return head.eval(), stats
 
 
-def required_class_texts(data: ClassifierData, option: str) -> list[str]:
+def required_class_texts(data: FTData, option: str) -> list[str]:
     """The class names (or descriptions) in code order, or a ConfigError naming the option that needs them."""
     if data.class_texts is None or len(data.class_texts) != data.n_classes:
-        raise ConfigError(f"option {option} needs the class names (train_classifier(..., class_texts=[...])).")
+        raise ConfigError(f"option {option} needs the class names (train_ft(..., class_texts=[...])).")
     return list(data.class_texts)
 
 
-def new_head(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, seed: int) -> nn.Module:
+def new_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed: int) -> nn.Module:
     """The FT head before its first step: a seeded random MLP, or prototypes from the class names and / or the classes' mean embeddings."""
     torch.manual_seed(seed)
     dimension = encoder.get_embedding_dimension()
@@ -290,7 +262,7 @@ def new_head(encoder: SentenceTransformer, data: ClassifierData, config: Classif
     return head.initialise(sum(parts))
 
 
-def class_features(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig) -> dict[str, torch.Tensor] | None:
+def class_features(encoder: SentenceTransformer, data: FTData, config: FTConfig) -> dict[str, torch.Tensor] | None:
     """The class names tokenised for ``ft.names_in_batch`` (None when it is off or there is no contrastive term to join)."""
     if not (config.names_in_batch and config.contrastive_weight):
         return None
@@ -299,7 +271,7 @@ def class_features(encoder: SentenceTransformer, data: ClassifierData, config: C
     return {name: tensor.to(encoder.device) for name, tensor in encoded.items()}
 
 
-def _train_once(encoder: SentenceTransformer, data: ClassifierData, config: ClassifyConfig, run: TrainingRun) -> tuple[nn.Module, dict[str, Any]]:
+def _train_once(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
     train_texts, train_labels, n_classes = data.train_texts, data.train_labels, data.n_classes
     head = new_head(encoder, data, config, run.seed)
     contrastive = SupervisedContrastiveLoss(config.contrastive_temperature) if config.contrastive_weight else None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ModelFilesError
+from ..errors import ConfigError, ModelFilesError
 
 ENVIRONMENT_PREFIX = "PHASEFIT_SERVE_"
 
@@ -53,7 +53,7 @@ def load_backend(options: ServeOptions) -> Any:
         from .export import OnnxClassifier
 
         return OnnxClassifier(folder)
-    from .model import PhaseFitModel
+    from ..model import PhaseFitModel
 
     return PhaseFitModel.from_pretrained(folder)
 
@@ -177,6 +177,6 @@ def serve(options: ServeOptions, host: str = "127.0.0.1", port: int = 8000, work
     if workers > 1:
         os.environ.update(options.to_environment())
         load_backend(options)  # fail here, with a message, rather than in every worker
-        uvicorn.run("phasefit.serve:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")
+        uvicorn.run("phasefit.deploy.serve:app_from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning")
     else:
         uvicorn.run(create_app(options), host=host, port=port, log_level="warning")

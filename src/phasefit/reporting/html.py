@@ -8,7 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from .errors import ModelFilesError
+from ..errors import ModelFilesError
 
 PICTURES = [("confusion_matrix.png", "Confusion matrix"), ("learning_curves.png", "Learning curves per phase"), ("embeddings.png", "Validation embeddings before training and after each phase")]
 
@@ -56,7 +56,7 @@ def build_html_report(run_dir: str | Path) -> str:
 
 def _drawn_curves(run_dir: Path) -> bytes | None:
     """The learning curves drawn afresh from the run's ``curves.jsonl`` (None when it has none)."""
-    from .pipeline import CURVES_FILE
+    from ..pipeline import CURVES_FILE
     from .plots import curves_from_records, plot_learning_curves
 
     path = run_dir / CURVES_FILE

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import PHASE_TITLES
+from ..config import PHASE_TITLES
 
 
 def _pyplot():
