@@ -376,7 +376,12 @@ def run_setfit(data, model: str, seed: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     validation = classification_metrics(data.validation.classes, list(setfit_model.predict(data.validation.texts)), classes)
     test = classification_metrics(data.test.classes, list(setfit_model.predict(data.test.texts)), classes) if data.test else None
-    return {"test": test, "validation_accuracy": validation["accuracy"], "phase_seconds": {"setfit": round(seconds, 2)}, "config": {"setfit": SETFIT_DEFAULTS, "model": model, "seed": seed}}
+    return {
+        "test": test,
+        "validation_accuracy": validation["accuracy"],
+        "phase_seconds": {"setfit": round(seconds, 2)},
+        "config": {"setfit": SETFIT_DEFAULTS, "model": model, "seed": seed},
+    }
 
 
 def run_one(
@@ -431,7 +436,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
-    parser.add_argument("--threads", type=thread_count, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)")
+    parser.add_argument(
+        "--threads", type=thread_count, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)"
+    )
     args = parser.parse_args(argv)
     errors = plan_errors(args.datasets, args.regimes, args.methods, args.data_root, args.profile, args.results)
     if errors:
@@ -458,7 +465,10 @@ def main(argv: list[str] | None = None) -> None:
             append_record(args.results, record)
             if work_dir:
                 shutil.rmtree(work_dir, ignore_errors=True)
-        print(f"  {record.get('test_split', 'test')} accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s", flush=True)
+        print(
+            f"  {record.get('test_split', 'test')} accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -81,14 +81,16 @@ def held_out_curve_callback(held_out, classes: list[str], patience: int, min_ste
                     predicted.extend(model(**batch)["logits"].argmax(-1).tolist())
             model.train(was_training)
             scores = classification_metrics(codes, np.asarray(predicted), list(range(len(classes))))
-            self.curve.append({
-                "step": state.global_step,
-                "selection_loss": metrics["eval_loss"],
-                "selection_accuracy": metrics["eval_accuracy"],
-                "selection_macro_f1": metrics["eval_macro_f1"],
-                "held_out_accuracy": scores["accuracy"],
-                "held_out_macro_f1": scores["macro_f1"],
-            })
+            self.curve.append(
+                {
+                    "step": state.global_step,
+                    "selection_loss": metrics["eval_loss"],
+                    "selection_accuracy": metrics["eval_accuracy"],
+                    "selection_macro_f1": metrics["eval_macro_f1"],
+                    "held_out_accuracy": scores["accuracy"],
+                    "held_out_macro_f1": scores["macro_f1"],
+                }
+            )
             if all(stopping_point(self.curve, criterion, patience, min_steps)[1] for criterion in CRITERIA):
                 control.should_training_stop = True
 
@@ -115,9 +117,20 @@ def study_cell(dataset: str, regime: str, seed: int, recipe: str, profile_name: 
         row, stopped = stopping_point(watcher.curve, criterion, ft.patience, ft.min_steps)
         chosen[criterion] = {**row, "stopped_early": stopped}
     return {
-        "dataset": dataset, "regime": regime, "seed": seed, "recipe": recipe, "model": model_label(model), "profile": profile_name,
-        "git_commit": git_commit(), "n_selection": len(data.validation), "n_held_out": len(held_out), "patience": ft.patience,
-        "min_steps": ft.min_steps, "chosen": chosen, "curve": watcher.curve, "wall_seconds": round(time.perf_counter() - started, 2),
+        "dataset": dataset,
+        "regime": regime,
+        "seed": seed,
+        "recipe": recipe,
+        "model": model_label(model),
+        "profile": profile_name,
+        "git_commit": git_commit(),
+        "n_selection": len(data.validation),
+        "n_held_out": len(held_out),
+        "patience": ft.patience,
+        "min_steps": ft.min_steps,
+        "chosen": chosen,
+        "curve": watcher.curve,
+        "wall_seconds": round(time.perf_counter() - started, 2),
     }
 
 
@@ -133,11 +146,16 @@ def summary(records: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|" + "---|" * len(CRITERIA),
     ]
     for r in sorted(records, key=lambda r: (r["dataset"], str(r["regime"]), r["seed"], r["recipe"])):
-        cells = [f"{100 * r['chosen'][c]['held_out_accuracy']:.2f} / {100 * r['chosen'][c]['held_out_macro_f1']:.2f} ({r['chosen'][c]['step']})" for c in CRITERIA]
+        cells = [
+            f"{100 * r['chosen'][c]['held_out_accuracy']:.2f} / {100 * r['chosen'][c]['held_out_macro_f1']:.2f} ({r['chosen'][c]['step']})" for c in CRITERIA
+        ]
         lines.append(f"| {r['dataset']} | {r['regime']} | {r['seed']} | {r['recipe']} | {r['n_selection']} / {r['n_held_out']} | " + " | ".join(cells) + " |")
     if records:
-        lines += ["", "Mean held-out accuracy over cells (%): " + ", ".join(
-            f"{c} {100 * statistics.mean(r['chosen'][c]['held_out_accuracy'] for r in records):.2f}" for c in CRITERIA)]
+        lines += [
+            "",
+            "Mean held-out accuracy over cells (%): "
+            + ", ".join(f"{c} {100 * statistics.mean(r['chosen'][c]['held_out_accuracy'] for r in records):.2f}" for c in CRITERIA),
+        ]
         for c in CRITERIA[1:]:
             ahead = sum(r["chosen"][c]["held_out_accuracy"] > r["chosen"]["loss"]["held_out_accuracy"] for r in records)
             behind = sum(r["chosen"][c]["held_out_accuracy"] < r["chosen"]["loss"]["held_out_accuracy"] for r in records)

@@ -82,12 +82,21 @@ def data_prep_child(size: int) -> None:
     corrected = time.perf_counter()
     pairs = build_pairs(corrected_labels, 4, rng)
     finished = time.perf_counter()
-    print(json.dumps({
-        "examples": size, "classes": 100, "after_correction": len(corrected_texts), "pairs": len(pairs),
-        "correction_seconds": round(corrected - started, 3), "pairs_seconds": round(finished - corrected, 3),
-        "total_seconds": round(finished - started, 3), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rss_before_mb": round(before / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "examples": size,
+                "classes": 100,
+                "after_correction": len(corrected_texts),
+                "pairs": len(pairs),
+                "correction_seconds": round(corrected - started, 3),
+                "pairs_seconds": round(finished - corrected, 3),
+                "total_seconds": round(finished - started, 3),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "rss_before_mb": round(before / 1024, 1),
+            }
+        )
+    )
 
 
 def data_prep(sizes: list[int]) -> None:
@@ -145,15 +154,15 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
     import torch
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 
-    from phasefit.config import FTConfig, CLConfig, DAEConfig, JointConfig
+    from phasefit.config import CLConfig, DAEConfig, FTConfig, JointConfig
     from phasefit.losses import DenoisingLoss, JointLoss
     from phasefit.model import ClassificationHead, EncoderClassifier
     from phasefit.noise import delete_words
     from phasefit.pairs import build_pairs
-    from phasefit.phases.common import PhaseRun, without_final_normalize
-    from phasefit.phases.ft import FTData, train_ft
     from phasefit.phases.cl import train_cl, with_projection
+    from phasefit.phases.common import PhaseRun, without_final_normalize
     from phasefit.phases.dae import train_dae
+    from phasefit.phases.ft import FTData, train_ft
     from phasefit.phases.joint import train_joint
 
     n = steps * batch_size
@@ -174,7 +183,7 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
     elif phase == "cl":
         pairs_per_example = 2.0  # n examples -> 2n pairs / 2 targets... sized to give `steps` steps
         config = CLConfig(epochs=1, batch_size=batch_size, pairs_per_example=pairs_per_example / 2, imbalance_correction=False)
-        train_cl(encoder, texts[: n], codes[: n], config, PhaseRun(0, scratch / "p"))
+        train_cl(encoder, texts[:n], codes[:n], config, PhaseRun(0, scratch / "p"))
     elif phase == "joint":
         config = JointConfig(epochs=1, batch_size=batch_size, pairs_per_example=1.0, imbalance_correction=False)
         train_joint(encoder, texts[:n], codes[:n], texts[:n], config, PhaseRun(0, scratch / "p"))
@@ -198,7 +207,10 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
         batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
         cosine = CosineSimilarityLoss(model)
         if phase == "cl":
-            step = lambda b: cosine([tokenize(model, [r[0] for r in b]), tokenize(model, [r[1] for r in b])], torch.tensor([r[2] for r in b], dtype=torch.float32))  # noqa: E731
+
+            def step(b):
+                return cosine([tokenize(model, [r[0] for r in b]), tokenize(model, [r[1] for r in b])], torch.tensor([r[2] for r in b], dtype=torch.float32))  # noqa: E731
+
             seconds = raw_loop(model, batches, step, 2e-5)
         else:
             joint = JointLoss(DenoisingLoss(without_final_normalize(model)), cosine)
@@ -207,8 +219,12 @@ def throughput_pair(phase: str, steps: int, batch_size: int, max_length: int) ->
             def step(b, state={"i": 0}):
                 chunk = originals[state["i"] : state["i"] + len(b)]
                 state["i"] += len(b)
-                features = [tokenize(model, [delete_words(t, 0.6, rng) for t in chunk]), tokenize(model, chunk),
-                            tokenize(model, [r[0] for r in b]), tokenize(model, [r[1] for r in b])]
+                features = [
+                    tokenize(model, [delete_words(t, 0.6, rng) for t in chunk]),
+                    tokenize(model, chunk),
+                    tokenize(model, [r[0] for r in b]),
+                    tokenize(model, [r[1] for r in b]),
+                ]
                 return sum(joint(features, torch.tensor([r[2] for r in b], dtype=torch.float32)).values())
 
             seconds = raw_loop(joint, batches, step, 2e-5)
@@ -232,11 +248,22 @@ def throughput(phases: list[str], steps: int, batch_size: int, repeats: int, max
         ours = statistics.median(t[0] for t in timings)
         raw = statistics.median(t[1] for t in timings)
         examples = steps * batch_size
-        save({
-            "benchmark": "throughput", "benchmark_version": BENCHMARK_VERSIONS["throughput"], "phase": phase, "steps": steps, "batch_size": batch_size, "max_length": max_length, "repeats": repeats,
-            "phasefit_examples_per_second": round(examples / ours, 2), "raw_examples_per_second": round(examples / raw, 2),
-            "ratio": round(raw / ours, 3), "phasefit_seconds": [round(t[0], 2) for t in timings], "raw_seconds": [round(t[1], 2) for t in timings],
-        })
+        save(
+            {
+                "benchmark": "throughput",
+                "benchmark_version": BENCHMARK_VERSIONS["throughput"],
+                "phase": phase,
+                "steps": steps,
+                "batch_size": batch_size,
+                "max_length": max_length,
+                "repeats": repeats,
+                "phasefit_examples_per_second": round(examples / ours, 2),
+                "raw_examples_per_second": round(examples / raw, 2),
+                "ratio": round(raw / ours, 3),
+                "phasefit_seconds": [round(t[0], 2) for t in timings],
+                "raw_seconds": [round(t[1], 2) for t in timings],
+            }
+        )
 
 
 # ---------------------------------------------------------------- inference
@@ -265,11 +292,17 @@ def inference(count: int, batch_size: int, repeats: int) -> None:
         started = time.perf_counter()
         baseline()
         theirs.append(time.perf_counter() - started)
-    save({
-        "benchmark": "inference", "texts": count, "batch_size": batch_size, "repeats": repeats,
-        "phasefit_texts_per_second": round(count / statistics.median(ours), 1), "baseline_texts_per_second": round(count / statistics.median(theirs), 1),
-        "ratio": round(statistics.median(theirs) / statistics.median(ours), 3),
-    })
+    save(
+        {
+            "benchmark": "inference",
+            "texts": count,
+            "batch_size": batch_size,
+            "repeats": repeats,
+            "phasefit_texts_per_second": round(count / statistics.median(ours), 1),
+            "baseline_texts_per_second": round(count / statistics.median(theirs), 1),
+            "ratio": round(statistics.median(theirs) / statistics.median(ours), 3),
+        }
+    )
 
 
 # ---------------------------------------------------------------- end to end
@@ -285,17 +318,22 @@ def end_to_end() -> None:
         if method != "3phase" or (dataset, regime, seed, "ft") not in by_key:
             continue
         plain = by_key[(dataset, regime, seed, "ft")]
-        save({
-            "benchmark": "end-to-end", "dataset": dataset, "regime": regime, "seed": seed,
-            "3phase_seconds": record["wall_seconds"], "ft_seconds": plain["wall_seconds"],
-            "ratio": round(record["wall_seconds"] / plain["wall_seconds"], 2), "phase_seconds": record["phase_seconds"],
-            "cached_phases": record.get("cached_phases", []),
-        })
+        save(
+            {
+                "benchmark": "end-to-end",
+                "dataset": dataset,
+                "regime": regime,
+                "seed": seed,
+                "3phase_seconds": record["wall_seconds"],
+                "ft_seconds": plain["wall_seconds"],
+                "ratio": round(record["wall_seconds"] / plain["wall_seconds"], 2),
+                "phase_seconds": record["phase_seconds"],
+                "cached_phases": record.get("cached_phases", []),
+            }
+        )
 
 
-def side_by_side(
-    dataset: str, regime: str, seed: int, methods: list[str], repeats: int, profile: str, data_root: Path, threads: int | None = None
-) -> None:
+def side_by_side(dataset: str, regime: str, seed: int, methods: list[str], repeats: int, profile: str, data_root: Path, threads: int | None = None) -> None:
     """Train each method on the same cell in turn (alternating, `repeats` rounds, no phase cache), so that both see
     the same machine and load; each run's wall time is the runner's clock: loading, training and evaluation."""
     from run import run_one, torch_threads, use_threads
@@ -306,11 +344,20 @@ def side_by_side(
     for round_index in range(repeats):
         for method in methods if round_index % 2 == 0 else methods[::-1]:
             record = run_one(dataset, regime, method, seed, default_model_path(), profile, data_root, cache_dir=None)
-            save({
-                "benchmark": "side-by-side", "dataset": dataset, "regime": regime, "seed": seed, "method": method, "profile": profile,
-                "round": round_index, "wall_seconds": record["wall_seconds"], "validation_accuracy": record["validation_accuracy"],
-                "threads": torch_threads(),
-            })
+            save(
+                {
+                    "benchmark": "side-by-side",
+                    "dataset": dataset,
+                    "regime": regime,
+                    "seed": seed,
+                    "method": method,
+                    "profile": profile,
+                    "round": round_index,
+                    "wall_seconds": record["wall_seconds"],
+                    "validation_accuracy": record["validation_accuracy"],
+                    "threads": torch_threads(),
+                }
+            )
 
 
 def side_by_side_lines(rows: list[dict[str, Any]], reference: str = "setfit") -> list[str]:
@@ -320,7 +367,10 @@ def side_by_side_lines(rows: list[dict[str, Any]], reference: str = "setfit") ->
     for row in rows:
         key = (row["dataset"], str(row["regime"]), row["seed"], row.get("torch_threads") or 0)
         seconds.setdefault(key, {}).setdefault(row["method"], []).append(row["wall_seconds"])
-    lines = ["| dataset | regime | seed | torch threads | method | runs | median wall seconds | ratio to " + reference + " |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | regime | seed | torch threads | method | runs | median wall seconds | ratio to " + reference + " |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for (dataset, regime, seed, threads), methods in sorted(seconds.items()):
         base = statistics.median(methods[reference]) if reference in methods else None
         for method, values in sorted(methods.items()):
@@ -365,6 +415,7 @@ def onnx_speed(model_dir: Path, data: Path, split: str, count: int, repeats: int
             folder = export_onnx(model_dir, Path(scratch) / name, quantize=quantize)
             backends[name] = (OnnxClassifier(folder), (folder / "model.onnx").stat().st_size)
         for name, (backend, size) in backends.items():
+
             def run(batch: int, chosen: list[str], backend=backend) -> None:
                 backend.predict_proba(chosen, batch_size=batch)
 
@@ -372,12 +423,21 @@ def onnx_speed(model_dir: Path, data: Path, split: str, count: int, repeats: int
             batch32 = timed(lambda: run(32, texts[:32]), repeats)
             whole = timed(lambda: run(32, texts), repeats)
             labels = backend.predict_proba(texts, batch_size=32).argmax(axis=1)
-            save({
-                "benchmark": "onnx", "benchmark_version": BENCHMARK_VERSIONS["onnx"], "backend": name, "model": model.info.get("base_model", "").split("/")[-1], "data": f"{data.name}/{split}",
-                "texts": len(texts), "size_mb": round(size / 2**20, 1), "latency_batch1_ms": round(1000 * single, 2),
-                "latency_batch32_ms": round(1000 * batch32, 1), "texts_per_second": round(len(texts) / whole, 1),
-                "agreement_with_pytorch": round(float(np.mean(labels == reference)), 4),
-            })
+            save(
+                {
+                    "benchmark": "onnx",
+                    "benchmark_version": BENCHMARK_VERSIONS["onnx"],
+                    "backend": name,
+                    "model": model.info.get("base_model", "").split("/")[-1],
+                    "data": f"{data.name}/{split}",
+                    "texts": len(texts),
+                    "size_mb": round(size / 2**20, 1),
+                    "latency_batch1_ms": round(1000 * single, 2),
+                    "latency_batch32_ms": round(1000 * batch32, 1),
+                    "texts_per_second": round(len(texts) / whole, 1),
+                    "agreement_with_pytorch": round(float(np.mean(labels == reference)), 4),
+                }
+            )
 
 
 def serve_load(model_dir: Path, onnx_dir: Path | None, clients: list[int], requests_per_client: int, texts_per_request: int) -> None:
@@ -391,7 +451,9 @@ def serve_load(model_dir: Path, onnx_dir: Path | None, clients: list[int], reque
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "phasefit", "serve", str(folder), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "phasefit", "serve", str(folder), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             for _ in range(600):
                 try:
@@ -414,11 +476,18 @@ def serve_load(model_dir: Path, onnx_dir: Path | None, clients: list[int], reque
                 with ThreadPoolExecutor(max_workers=count) as pool:
                     latencies = sorted(pool.map(ask, range(total)))
                 seconds = time.perf_counter() - started
-                save({
-                    "benchmark": "serve", "backend": backend, "clients": count, "requests": total, "texts_per_request": texts_per_request,
-                    "requests_per_second": round(total / seconds, 1), "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
-                    "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
-                })
+                save(
+                    {
+                        "benchmark": "serve",
+                        "backend": backend,
+                        "clients": count,
+                        "requests": total,
+                        "texts_per_request": texts_per_request,
+                        "requests_per_second": round(total / seconds, 1),
+                        "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
+                        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+                    }
+                )
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -433,22 +502,53 @@ def report() -> None:
     records = read_records(RECORDS.parent)
     lines = ["# Speed", "", "Generated by `python benchmarks/speed.py report` from `benchmarks/results/speed/speed.jsonl`; no number is typed by hand.", ""]
     sections = {
-        "data-prep": ("Data preparation: imbalance correction + pair builder (100 Zipf-sized classes, 4 pairs per example)",
-                      ["examples", "after_correction", "pairs", "correction_seconds", "pairs_seconds", "total_seconds", "peak_rss_mb", "load_average"]),
-        "throughput": ("Training throughput: phasefit's phase against a hand-written loop (same modules, batches, optimiser); ratio = raw seconds / phasefit seconds, medians",
-                       ["phase", "batch_size", "steps", "max_length", "phasefit_examples_per_second", "raw_examples_per_second", "ratio", "load_average", "device"]),
-        "inference": ("Inference: PhaseFitModel.predict against SentenceTransformer.encode + the head", ["texts", "batch_size", "phasefit_texts_per_second", "baseline_texts_per_second", "ratio", "load_average"]),
-        "onnx": ("ONNX Runtime against PyTorch on a real test split: file size, latency, throughput (batch 32), label agreement with PyTorch",
-                 ["backend", "model", "data", "texts", "size_mb", "latency_batch1_ms", "latency_batch32_ms", "texts_per_second", "agreement_with_pytorch", "load_average"]),
-        "serve": ("`phasefit serve` under load (127.0.0.1, one server process; requests batched across clients)",
-                  ["backend", "clients", "requests", "texts_per_request", "requests_per_second", "p50_ms", "p99_ms", "load_average"]),
-        "end-to-end": ("End to end: 3phase against ft on the same data and seed (wall seconds, from the experiment records)", ["dataset", "regime", "seed", "3phase_seconds", "ft_seconds", "ratio", "phase_seconds", "cached_phases"]),
+        "data-prep": (
+            "Data preparation: imbalance correction + pair builder (100 Zipf-sized classes, 4 pairs per example)",
+            ["examples", "after_correction", "pairs", "correction_seconds", "pairs_seconds", "total_seconds", "peak_rss_mb", "load_average"],
+        ),
+        "throughput": (
+            "Training throughput: phasefit's phase against a hand-written loop (same modules, batches, optimiser); ratio = raw seconds / phasefit seconds, medians",
+            ["phase", "batch_size", "steps", "max_length", "phasefit_examples_per_second", "raw_examples_per_second", "ratio", "load_average", "device"],
+        ),
+        "inference": (
+            "Inference: PhaseFitModel.predict against SentenceTransformer.encode + the head",
+            ["texts", "batch_size", "phasefit_texts_per_second", "baseline_texts_per_second", "ratio", "load_average"],
+        ),
+        "onnx": (
+            "ONNX Runtime against PyTorch on a real test split: file size, latency, throughput (batch 32), label agreement with PyTorch",
+            [
+                "backend",
+                "model",
+                "data",
+                "texts",
+                "size_mb",
+                "latency_batch1_ms",
+                "latency_batch32_ms",
+                "texts_per_second",
+                "agreement_with_pytorch",
+                "load_average",
+            ],
+        ),
+        "serve": (
+            "`phasefit serve` under load (127.0.0.1, one server process; requests batched across clients)",
+            ["backend", "clients", "requests", "texts_per_request", "requests_per_second", "p50_ms", "p99_ms", "load_average"],
+        ),
+        "end-to-end": (
+            "End to end: 3phase against ft on the same data and seed (wall seconds, from the experiment records)",
+            ["dataset", "regime", "seed", "3phase_seconds", "ft_seconds", "ratio", "phase_seconds", "cached_phases"],
+        ),
     }
     pairs = [r for r in records if r.get("benchmark") == "side-by-side"]
     if pairs:
-        lines += ["## 3phase+ against SetFit, trained in turn on the same cell (wall seconds; issue 28's bar: ratio at most 2)", "",
-                  *side_by_side_lines(pairs), "", f"Load average while these ran: {min(r['load_average'] for r in pairs)}–{max(r['load_average'] for r in pairs)} "
-                  f"({sorted({r['torch_threads'] for r in pairs})} torch threads).", ""]
+        lines += [
+            "## 3phase+ against SetFit, trained in turn on the same cell (wall seconds; issue 28's bar: ratio at most 2)",
+            "",
+            *side_by_side_lines(pairs),
+            "",
+            f"Load average while these ran: {min(r['load_average'] for r in pairs)}–{max(r['load_average'] for r in pairs)} "
+            f"({sorted({r['torch_threads'] for r in pairs})} torch threads).",
+            "",
+        ]
     for name, (title, columns) in sections.items():
         rows = [r for r in records if r.get("benchmark") == name]
         rows = [r for r in rows if r.get("benchmark_version", 1) == BENCHMARK_VERSIONS.get(name, 1)]

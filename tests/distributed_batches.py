@@ -19,8 +19,8 @@ from sentence_transformers.sentence_transformer.losses import CosineSimilarityLo
 
 from phasefit import distributed
 from phasefit.config import CLConfig
-from phasefit.phases.common import _SentenceTrainer, common_arguments
 from phasefit.phases.cl import pair_dataset
+from phasefit.phases.common import _SentenceTrainer, common_arguments
 
 
 def main() -> None:

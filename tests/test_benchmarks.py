@@ -22,8 +22,30 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     pd.DataFrame(toy_rows({"sport": 20, "weather": 20, "food": 20}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
     pd.DataFrame(toy_rows({"sport": 5, "weather": 5, "food": 5}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
     results = tmp_path / "results" / "runs.jsonl"
-    args = ["--datasets", "toy", "--regimes", "8", "--methods", "3phase", "dae+ft", "tuned-ft", "setfit", "--seeds", "1", "2",
-            "--model", tiny_model, "--profile", "smoke", "--data-root", str(root), "--results", str(results), "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "--datasets",
+        "toy",
+        "--regimes",
+        "8",
+        "--methods",
+        "3phase",
+        "dae+ft",
+        "tuned-ft",
+        "setfit",
+        "--seeds",
+        "1",
+        "2",
+        "--model",
+        tiny_model,
+        "--profile",
+        "smoke",
+        "--data-root",
+        str(root),
+        "--results",
+        str(results),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     run.main(args)
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(records) == 8
@@ -92,9 +114,18 @@ def test_report_projects_the_cost_of_a_missing_full_data_run_from_measured_step_
         "ft": {"min_steps": 200, "patience": 5},
     }
     three_phase = {
-        "dataset": "snips", "regime": "64", "method": "3phase", "n_train": 448, "n_unlabelled": 12552, "config": config,
+        "dataset": "snips",
+        "regime": "64",
+        "method": "3phase",
+        "n_train": 448,
+        "n_unlabelled": 12552,
+        "config": config,
         "phase_seconds": {"dae": 126.0, "cl": 360.0, "ft": 720.0},
-        "phase_stats": {"dae": {"steps": 63, "effective_batch_size": 32}, "cl": {"steps": 180, "effective_batch_size": 32}, "ft": {"steps": 360, "effective_batch_size": 32}},
+        "phase_stats": {
+            "dae": {"steps": 63, "effective_batch_size": 32},
+            "cl": {"steps": 180, "effective_batch_size": 32},
+            "ft": {"steps": 360, "effective_batch_size": 32},
+        },
     }
     tuned = {"dataset": "snips", "regime": "64", "method": "tuned-ft", "config": {"learning_rate_grid": [2e-5, 5e-5, 1e-4]}}
     snips, sst5 = report.full_regime_lines([three_phase, tuned])
@@ -118,9 +149,15 @@ def test_report_projects_the_cost_of_a_missing_full_data_run_from_measured_step_
 
 def test_speed_is_composed_from_computed_phases_when_every_3phase_run_used_the_cache():
     def run(method, wall, **phases):
-        return {"dataset": "sst2", "regime": "64", "method": method, "wall_seconds": wall, "cached_phases": ["dae", "cl"] if method == "3phase" else [],
-                "phase_seconds": {name: seconds for name, (seconds, _) in phases.items()},
-                "phase_stats": {name: ({"steps": 10} if computed else {"cached": True}) for name, (_, computed) in phases.items()}}
+        return {
+            "dataset": "sst2",
+            "regime": "64",
+            "method": method,
+            "wall_seconds": wall,
+            "cached_phases": ["dae", "cl"] if method == "3phase" else [],
+            "phase_seconds": {name: seconds for name, (seconds, _) in phases.items()},
+            "phase_stats": {name: ({"steps": 10} if computed else {"cached": True}) for name, (_, computed) in phases.items()},
+        }
 
     three_phase = [run("3phase", 320.0, dae=(0.0, False), cl=(0.0, False), ft=(300.0, True))]
     others = [run("dae+ft", 500.0, dae=(150.0, True), ft=(100.0, True)), run("cl+ft", 400.0, cl=(70.0, True), ft=(100.0, True))]
@@ -158,15 +195,38 @@ def fake_sweep(tmp_path, monkeypatch, meanwhile=lambda key: None) -> tuple[list[
     def fake_run(dataset, regime, method, seed, model, profile, data_root, cache_dir, work_dir=None):
         started.append(seed)
         meanwhile((dataset, regime, method, seed, profile))
-        return {"dataset": dataset, "regime": regime, "method": method, "model": "m", "seed": seed, "profile": profile,
-                "test": {"accuracy": 0.5, "macro_f1": 0.5}, "wall_seconds": 1.0}
+        return {
+            "dataset": dataset,
+            "regime": regime,
+            "method": method,
+            "model": "m",
+            "seed": seed,
+            "profile": profile,
+            "test": {"accuracy": 0.5, "macro_f1": 0.5},
+            "wall_seconds": 1.0,
+        }
 
     monkeypatch.setattr(run, "run_one", fake_run)
     monkeypatch.setattr(run, "model_label", lambda model: "m")
     (tmp_path / "toy").mkdir(exist_ok=True)
     (tmp_path / "toy" / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
-    args = ["--datasets", "toy", "--regimes", "8", "--methods", "ft", "--seeds", "1", "2", "--model", "m",
-            "--results", str(tmp_path / "runs.jsonl"), "--data-root", str(tmp_path)]
+    args = [
+        "--datasets",
+        "toy",
+        "--regimes",
+        "8",
+        "--methods",
+        "ft",
+        "--seeds",
+        "1",
+        "2",
+        "--model",
+        "m",
+        "--results",
+        str(tmp_path / "runs.jsonl"),
+        "--data-root",
+        str(tmp_path),
+    ]
     return started, args
 
 
@@ -192,7 +252,8 @@ def test_a_run_that_another_worker_is_training_is_left_to_it_and_its_claim_dies_
     assert "skip (running in another worker): ('toy', '8', 'ft', 'm', 2, 'cpu')" in capsys.readouterr().out
     run.main(args)  # the claim is free again (as when its worker dies): the run is trained now, the finished one skipped
     assert started == [1, 2] and len(results.read_text().splitlines()) == 2
-    assert not list((tmp_path / ".claims").iterdir()), "claims are removed once their runs are written"
+    claims = list((tmp_path / ".claims").iterdir())
+    assert claims and all(claim.read_text() == "" for claim in claims), "claims are released (emptied) once their runs are written"
 
 
 def toy_tuned_ft_sweep(tmp_path, tiny_model, regime: str, methods: list[str], train_per_class: int):
@@ -202,8 +263,26 @@ def toy_tuned_ft_sweep(tmp_path, tiny_model, regime: str, methods: list[str], tr
     pd.DataFrame(toy_rows({"sport": train_per_class, "weather": train_per_class}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
     pd.DataFrame(toy_rows({"sport": 4, "weather": 4}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
     results, cache = tmp_path / "runs.jsonl", tmp_path / "cache"
-    args = ["--datasets", "toy", "--regimes", regime, "--methods", *methods, "--seeds", "1", "--model", tiny_model,
-            "--profile", "smoke", "--data-root", str(root), "--results", str(results), "--cache-dir", str(cache)]
+    args = [
+        "--datasets",
+        "toy",
+        "--regimes",
+        regime,
+        "--methods",
+        *methods,
+        "--seeds",
+        "1",
+        "--model",
+        tiny_model,
+        "--profile",
+        "smoke",
+        "--data-root",
+        str(root),
+        "--results",
+        str(results),
+        "--cache-dir",
+        str(cache),
+    ]
     work = run.run_work_dir(str(cache), ("toy", regime, "tuned-ft", run.model_label(tiny_model), 1, "smoke"))
     return args, results, cache, work
 
@@ -363,7 +442,8 @@ def test_the_papers_claim_needs_five_wins_over_ft_and_names_the_cells_not_run():
     assert "Cells with no 3phase run yet: a/64, b/64, c/64, d/64, e/64." in lines[2]
     assert "- a, 8: 3phase beats (+" in lines[3] and "ft." in lines[3]
     assert report.claim_plainly(seeded, keys) == [
-        "- Plainly: 3phase beats ft beyond the seed spread in 5 of the 5 cell(s) judged so far and loses 0; the paper's claim shows with this model on our data."]
+        "- Plainly: 3phase beats ft beyond the seed spread in 5 of the 5 cell(s) judged so far and loses 0; the paper's claim shows with this model on our data."
+    ]
     seeded[("a", "64", "3phase")] = {s: 60.0 for s in (1, 2, 3)}
     lines = report.bar_lines(seeded, keys, "3phase", ("ft",), report.CLAIM_SEEDS, sign_test_required=False)
     assert "loses in 1 (a/64)" in lines[0] and "**not met**" in lines[2]
@@ -371,7 +451,13 @@ def test_the_papers_claim_needs_five_wins_over_ft_and_names_the_cells_not_run():
 
 
 def test_the_claim_on_validation_pairs_3phase_under_the_chosen_budgets_with_ft():
-    rows = [("3phase", "val-budget", 1, 0.80), ("ft", "val-old", 1, 0.78), ("3phase", "val-budget", 2, 0.70), ("ft", "val-old", 2, 0.74), ("ft", "val-old", 3, 0.9)]
+    rows = [
+        ("3phase", "val-budget", 1, 0.80),
+        ("ft", "val-old", 1, 0.78),
+        ("3phase", "val-budget", 2, 0.70),
+        ("ft", "val-old", 2, 0.74),
+        ("ft", "val-old", 3, 0.9),
+    ]
     records = [{"dataset": "sst2", "regime": "8", "method": m, "profile": p, "seed": s, "validation_accuracy": v} for m, p, s, v in rows]
     assert report.claim_on_validation_lines(records) == [
         "- On validation (the study below: 3phase under the chosen budgets against ft, same FT): over 2 paired run(s) mean difference -1.00 points, ahead in 1, behind in 1."
@@ -381,10 +467,13 @@ def test_the_claim_on_validation_pairs_3phase_under_the_chosen_budgets_with_ft()
 
 def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its_seeds(tmp_path):
     accuracy = {
-        ("a", "8", "setfit"): [80.0] * 5, ("a", "8", "3phase+"): [84.0, 86.0] * 3,
-        ("b", "8", "setfit"): [60.0] * 5, ("b", "8", "3phase+"): [50.0] * 5,
+        ("a", "8", "setfit"): [80.0] * 5,
+        ("a", "8", "3phase+"): [84.0, 86.0] * 3,
+        ("b", "8", "setfit"): [60.0] * 5,
+        ("b", "8", "3phase+"): [50.0] * 5,
         ("c", "8", "setfit"): [99.0] * 5,
-        ("d", "8", "setfit"): [10.0] * 5, ("d", "8", "3phase+"): [90.0] * 4,
+        ("d", "8", "setfit"): [10.0] * 5,
+        ("d", "8", "3phase+"): [90.0] * 4,
     }
     keys = report.in_table_order({(d, r) for d, r, _ in accuracy})
     lines = report.which_recipe_lines(accuracy, keys)
@@ -392,7 +481,10 @@ def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its
     assert lines[2:] == [row, "", "No test run yet in a row's regime: 3phase at 8, ft at 8, tuned-ft at 8."]
     accuracy[("a", "8", "ft")] = [99.0] * 3  # too few seeds anywhere: left out of the row, which still stands
     assert report.which_recipe_lines(accuracy, keys)[2:] == [
-        row, "", "Not in a row yet (fewer seeds than the row needs on every dataset): ft at 8. No test run yet in a row's regime: 3phase at 8, tuned-ft at 8."]
+        row,
+        "",
+        "Not in a row yet (fewer seeds than the row needs on every dataset): ft at 8. No test run yet in a row's regime: 3phase at 8, tuned-ft at 8.",
+    ]
     del accuracy[("a", "8", "ft")]
     readme = tmp_path / "README.md"
     start, end = report.WHICH_RECIPE_MARKERS
@@ -438,7 +530,9 @@ def test_a_held_out_profile_chooses_on_part_of_validation_and_is_scored_on_the_r
     root = tmp_path / "data"
     (root / "toy").mkdir(parents=True)
     for split, per_class, seed in (("train", 20, 1), ("validation", 10, 2), ("test", 5, 3)):
-        rows = [{**row, "text": f"{split} {row['text']} {number}"} for number, row in enumerate(toy_rows({"sport": per_class, "weather": per_class}, seed=seed))]
+        rows = [
+            {**row, "text": f"{split} {row['text']} {number}"} for number, row in enumerate(toy_rows({"sport": per_class, "weather": per_class}, seed=seed))
+        ]
         pd.DataFrame(rows).to_json(root / "toy" / f"{split}.jsonl", orient="records", lines=True)
     profile = {"held_out_validation": True, "max_validation_examples": 6}
     data = run.load_benchmark_data("toy", "8", 1, root, profile)
@@ -459,14 +553,26 @@ def test_a_held_out_profile_chooses_on_part_of_validation_and_is_scored_on_the_r
 
 
 def held_out_record(method: str, profile: str, seed: int, held_out: float, chosen_on: float) -> dict:
-    return {"dataset": "snips", "regime": "8", "method": method, "profile": profile, "seed": seed, "git_commit": "abc",
-            "validation_accuracy": chosen_on, "test": {"accuracy": held_out}, "test_split": run.HELD_OUT_SPLIT}
+    return {
+        "dataset": "snips",
+        "regime": "8",
+        "method": method,
+        "profile": profile,
+        "seed": seed,
+        "git_commit": "abc",
+        "validation_accuracy": chosen_on,
+        "test": {"accuracy": held_out},
+        "test_split": run.HELD_OUT_SPLIT,
+    }
 
 
 def test_the_held_out_study_keeps_a_component_on_held_out_gains_and_counts_rejected_rounds_as_ties():
     records = [held_out_record("ft", "held-out-plus", seed, 0.90, 0.95) for seed in (1, 2, 3)]
-    records += [held_out_record("ft", "held-out-plus-self", 1, 0.92, 0.97), held_out_record("ft", "held-out-plus-self", 2, 0.90, 0.95),
-                held_out_record("ft", "held-out-plus-self", 3, 0.90, 0.95)]
+    records += [
+        held_out_record("ft", "held-out-plus-self", 1, 0.92, 0.97),
+        held_out_record("ft", "held-out-plus-self", 2, 0.90, 0.95),
+        held_out_record("ft", "held-out-plus-self", 3, 0.90, 0.95),
+    ]
     records += [held_out_record("setfit", "held-out", seed, 0.91, 0.91) for seed in (1, 2, 3)]
     lines = report.held_out_lines(records)
     decision = next(line for line in lines if line.startswith("- Component ft (held-out-plus-self)"))
@@ -482,8 +588,16 @@ def test_the_cost_bar_divides_median_wall_times_per_cell_and_names_the_cells_ove
     def record(method, dataset, seconds):
         return {"method": method, "dataset": dataset, "regime": "8", "wall_seconds": seconds}
 
-    records = [record("setfit", "a", 100.0), record("setfit", "a", 300.0), record("3phase+", "a", 500.0), record("3phase+", "a", 90.0),
-               record("setfit", "b", 50.0), record("3phase+", "b", 75.0), record("3phase+", "c", 10.0), record("ft", "b", 1.0)]
+    records = [
+        record("setfit", "a", 100.0),
+        record("setfit", "a", 300.0),
+        record("3phase+", "a", 500.0),
+        record("3phase+", "a", 90.0),
+        record("setfit", "b", 50.0),
+        record("3phase+", "b", 75.0),
+        record("3phase+", "c", 10.0),
+        record("ft", "b", 1.0),
+    ]
     [line] = report.cost_ratio_lines(records)
     assert line.startswith("- Wall time, 3phase+ over setfit (medians of the test records per cell): a/8 1.5x, b/8 1.5x. At most 2x in 2 of 2 cell(s).")
     records.append(record("3phase+", "b", 200.0))

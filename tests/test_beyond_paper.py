@@ -84,7 +84,9 @@ def test_prototype_head_scores_scaled_cosine_to_each_class_vector():
     with pytest.raises(ValueError, match=r"\(3, 3\) prototype vectors given for a head of shape \(2, 3\)"):
         head.initialise(torch.zeros(3, 3))
     assert isinstance(head_from_config(head.config()), PrototypeHead)
-    assert head_from_config({"input_size": 3, "hidden_size": 4, "n_classes": 2, "dropout": 0.1}).config()["kind"] == "mlp"  # models saved before heads had kinds
+    assert (
+        head_from_config({"input_size": 3, "hidden_size": 4, "n_classes": 2, "dropout": 0.1}).config()["kind"] == "mlp"
+    )  # models saved before heads had kinds
     with pytest.raises(ModelFilesError, match="head kind 'tree'"):
         head_from_config({"kind": "tree"})
 
@@ -171,12 +173,22 @@ def test_names_in_batch_needs_a_contrastive_term_and_trains_the_names_in(tiny_mo
     texts, labels = toy
     config = FTConfig(epochs=2, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", contrastive_weight=0.5, names_in_batch=True)
     with pytest.raises(ConfigError, match="needs the class names"):
-        train_ft(SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path / "no-names"))
+        train_ft(
+            SentenceTransformer(tiny_model, device="cpu"),
+            FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3),
+            config,
+            PhaseRun(0, tmp_path / "no-names"),
+        )
     trained = {}
     for with_names in (True, False):
         encoder = SentenceTransformer(tiny_model, device="cpu")
         run_config = FTConfig(**{**config.__dict__, "names_in_batch": with_names})
-        train_ft(encoder, FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3, class_texts=["sport", "weather", "food"]), run_config, PhaseRun(0, tmp_path / str(with_names)))
+        train_ft(
+            encoder,
+            FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3, class_texts=["sport", "weather", "food"]),
+            run_config,
+            PhaseRun(0, tmp_path / str(with_names)),
+        )
         trained[with_names] = _encoder_weights(encoder)
     assert not all(torch.equal(trained[True][name], trained[False][name]) for name in trained[True])  # the names changed the encoder's updates
 
@@ -246,7 +258,9 @@ def test_logistic_refit_gives_the_regressions_probabilities_and_saves_as_a_linea
 def test_head_refit_replaces_the_trained_head(tiny_model, toy, tmp_path):
     texts, labels = toy
     config = FTConfig(epochs=1, min_steps=0, batch_size=16, learning_rate=1e-3, patience=5, head="prototype", prototype_init="means", head_refit="logistic")
-    head, stats = train_ft(SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path))
+    head, stats = train_ft(
+        SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path)
+    )
     assert isinstance(head, LinearHead) and "validation_before_refit" in stats and stats["steps"] >= 1
 
 
@@ -259,7 +273,12 @@ def test_head_warmup_keeps_the_encoder_still_while_the_head_learns(tiny_model, t
     assert stats["steps"] >= 8
     assert all(torch.equal(before[name], tensor) for name, tensor in encoder.state_dict().items())
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    train_ft(encoder, FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3), FTConfig(**{**config.__dict__, "head_warmup_steps": 2}), PhaseRun(0, tmp_path / "lpft"))
+    train_ft(
+        encoder,
+        FTData(texts[:54], labels[:54], texts[54:], labels[54:], 3),
+        FTConfig(**{**config.__dict__, "head_warmup_steps": 2}),
+        PhaseRun(0, tmp_path / "lpft"),
+    )
     assert not all(torch.equal(before[name], tensor) for name, tensor in encoder.state_dict().items())
 
 
@@ -279,11 +298,20 @@ def test_pseudo_labels_take_the_surest_texts_per_class_and_skip_labelled_ones():
 def test_self_training_keeps_the_student_only_when_validation_improves(tiny_model, toy, tmp_path):
     texts, labels = toy
     config = FTConfig(
-        epochs=3, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=3,
-        self_training_rounds=2, pseudo_labels_per_class=6, pseudo_label_confidence=0.0,
+        epochs=3,
+        min_steps=0,
+        batch_size=16,
+        learning_rate=1e-3,
+        head_size=16,
+        patience=3,
+        self_training_rounds=2,
+        pseudo_labels_per_class=6,
+        pseudo_label_confidence=0.0,
     )
     encoder = SentenceTransformer(tiny_model, device="cpu")
-    head, stats = train_ft(encoder, FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3, unlabelled_texts=texts[12:54]), config, PhaseRun(0, tmp_path / "st"))
+    head, stats = train_ft(
+        encoder, FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3, unlabelled_texts=texts[12:54]), config, PhaseRun(0, tmp_path / "st")
+    )
     rounds = stats["self_training"]
     assert 1 <= len(rounds) <= 2 and 0 < rounds[0]["pseudo_labels"] <= 18  # at most 6 per class
     assert all(r["kept"] for r in rounds[:-1])
@@ -292,14 +320,20 @@ def test_self_training_keeps_the_student_only_when_validation_improves(tiny_mode
     embeddings = torch.as_tensor(encoder.encode(texts[54:]))
     accuracy = (head(embeddings).argmax(-1).numpy() == labels[54:]).mean()
     assert accuracy == pytest.approx(stats["best_validation_accuracy"])  # the weights in place are the kept model's
-    _, alone = train_ft(SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path / "none"))
+    _, alone = train_ft(
+        SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path / "none")
+    )
     assert alone["self_training"][0]["why"] == "no unlabelled texts"
 
 
 def test_a_prototype_run_reads_descriptions_and_round_trips(toy_folder, fast_options, tmp_path):
     descriptions = tmp_path / "labels.json"
     descriptions.write_text(json.dumps({"food": "cooking and meals", "sport": "a team game"}))
-    options = {**fast_options, "label_descriptions": str(descriptions), "ft": {**fast_options["ft"], "head": "prototype", "contrastive_weight": 0.1, "head_warmup_steps": 1}}
+    options = {
+        **fast_options,
+        "label_descriptions": str(descriptions),
+        "ft": {**fast_options["ft"], "head": "prototype", "contrastive_weight": 0.1, "head_warmup_steps": 1},
+    }
     result = train(toy_folder, options, recipe="ft")
     model = result.model
     assert isinstance(model.head, PrototypeHead)
@@ -316,7 +350,9 @@ def test_a_prototype_run_reads_descriptions_and_round_trips(toy_folder, fast_opt
 
 
 def test_cli_names_a_missing_descriptions_file_before_training(toy_folder, tiny_model, tmp_path):
-    result = CliRunner().invoke(app, ["train", str(toy_folder), "--model", tiny_model, "--label-descriptions", str(tmp_path / "nope.yaml"), "--output", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app, ["train", str(toy_folder), "--model", tiny_model, "--label-descriptions", str(tmp_path / "nope.yaml"), "--output", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2, result.output
     assert "nope.yaml: no such file" in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (tmp_path / "o").exists()

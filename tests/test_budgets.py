@@ -12,15 +12,15 @@ from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
 from phasefit import load_data, train
-from phasefit.config import FTConfig, CLConfig, DAEConfig, JointConfig
+from phasefit.config import CLConfig, DAEConfig, FTConfig, JointConfig
 from phasefit.errors import ConfigError
-from phasefit.reporting.html import build_html_report
-from phasefit.phases.common import PhaseRun
-from phasefit.phases.ft import FTData, train_ft
 from phasefit.phases.cl import train_cl
+from phasefit.phases.common import PhaseRun
 from phasefit.phases.dae import train_dae
+from phasefit.phases.ft import FTData, train_ft
 from phasefit.phases.joint import train_joint
 from phasefit.pipeline import CURVES_FILE, choose_max_length, token_lengths, truncation_shares
+from phasefit.reporting.html import build_html_report
 
 
 @pytest.fixture()
@@ -67,7 +67,9 @@ def test_warmup_and_schedule_shape_the_learning_rate(tiny_model, toy, tmp_path):
 def test_decoder_gets_its_own_learning_rate_and_trains_alone_during_its_warmup(tiny_model, toy, tmp_path):
     encoder = SentenceTransformer(tiny_model, device="cpu")
     watch = LearningRates(encoder)
-    config = DAEConfig(epochs=1, batch_size=16, learning_rate=1e-4, decoder_learning_rate=1e-2, decoder_warmup_steps=4, min_steps=8, lr_scheduler="constant_with_warmup")
+    config = DAEConfig(
+        epochs=1, batch_size=16, learning_rate=1e-4, decoder_learning_rate=1e-2, decoder_warmup_steps=4, min_steps=8, lr_scheduler="constant_with_warmup"
+    )
     _, stats = train_dae(encoder, toy[0], config, PhaseRun(0, tmp_path, [watch]))
     assert stats["steps"] == 8
     assert sorted(set(watch.rates[-1])) == [pytest.approx(1e-4), pytest.approx(1e-2)]

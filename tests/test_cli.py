@@ -89,19 +89,46 @@ BAD = {
     "blank labels": (lambda p, m: ["train", str(_table(p, "l.csv", "text,label\na,x\nb,\nc,y\nd,y\n")), "--model", m], "at rows 3"),
     "single class": (lambda p, m: ["train", str(_table(p, "s.csv", "text,label\na,x\nb,x\n")), "--model", m], "single class"),
     "unknown recipe": (lambda p, m: ["train", str(_good_csv(p)), "--recipe", "4phase", "--model", m], "unknown recipe '4phase'"),
-    "unknown option in config": (lambda p, m: ["train", str(_good_csv(p)), "--config", str(_table(p, "c.yaml", "dae:\n  epoch: 2\n")), "--model", m], "unknown option dae.epoch"),
+    "unknown option in config": (
+        lambda p, m: ["train", str(_good_csv(p)), "--config", str(_table(p, "c.yaml", "dae:\n  epoch: 2\n")), "--model", m],
+        "unknown option dae.epoch",
+    ),
     "zero epochs": (lambda p, m: ["train", str(_good_csv(p)), "--ft-epochs", "0", "--model", m], "option ft.epochs must be > 0"),
     "negative batch size": (lambda p, m: ["train", str(_good_csv(p)), "--batch-size", "-4", "--model", m], "batch_size must be a whole number >= 1"),
     "zero ratio": (lambda p, m: ["train", str(_good_csv(p)), "--cl-max-ratio", "0", "--model", m], "cl.max_ratio must be >= 1"),
     "model path missing": (lambda p, m: ["train", str(_good_csv(p)), "--model", str(p / "no-model")], "no such folder"),
-    "model dir of another tool": (lambda p, m: ["predict", m, str(_table(p, "x.txt", "hi\n"))], "not a phasefit model directory (missing phasefit.json, head.safetensors)"),
+    "model dir of another tool": (
+        lambda p, m: ["predict", m, str(_table(p, "x.txt", "hi\n"))],
+        "not a phasefit model directory (missing phasefit.json, head.safetensors)",
+    ),
     "non utf-8": (lambda p, m: ["train", str(_table(p, "u.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"))), "--model", m], "not valid UTF-8"),
     "binary file": (lambda p, m: ["train", str(_table(p, "b.jsonl", b"\x00\xff\x00\x01")), "--model", m], "line 1 is not valid UTF-8"),
     "unknown file type": (lambda p, m: ["train", str(_table(p, "d.xlsx", "x")), "--model", m], "unknown file type '.xlsx'"),
-    "null label in json lines": (lambda p, m: ["train", str(_table(p, "n.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n')), "--model", m], "empty or missing label in column 'label' at rows 2"),
-    "inconsistent hierarchy": (lambda p, m: ["train", str(_table(p, "h2.csv", "text,topic,sub\na,x,s1\nb,y,s1\nc,y,s2\nd,x,s3\n")), "--label-column", "topic", "--label-column", "sub", "--model", m], "'s1' in column 'sub' sits under 'x'"),
-    "unknown precision": (lambda p, m: ["train", str(_good_csv(p)), "--precision", "fp8", "--model", m], "option precision must be one of auto, bf16, fp16, fp32"),
-    "zero gradient accumulation": (lambda p, m: ["train", str(_good_csv(p)), "--gradient-accumulation", "0", "--model", m], "gradient_accumulation must be a whole number >= 1"),
+    "null label in json lines": (
+        lambda p, m: ["train", str(_table(p, "n.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n')), "--model", m],
+        "empty or missing label in column 'label' at rows 2",
+    ),
+    "inconsistent hierarchy": (
+        lambda p, m: [
+            "train",
+            str(_table(p, "h2.csv", "text,topic,sub\na,x,s1\nb,y,s1\nc,y,s2\nd,x,s3\n")),
+            "--label-column",
+            "topic",
+            "--label-column",
+            "sub",
+            "--model",
+            m,
+        ],
+        "'s1' in column 'sub' sits under 'x'",
+    ),
+    "unknown precision": (
+        lambda p, m: ["train", str(_good_csv(p)), "--precision", "fp8", "--model", m],
+        "option precision must be one of auto, bf16, fp16, fp32",
+    ),
+    "zero gradient accumulation": (
+        lambda p, m: ["train", str(_good_csv(p)), "--gradient-accumulation", "0", "--model", m],
+        "gradient_accumulation must be a whole number >= 1",
+    ),
     "bad yaml": (lambda p, m: ["train", str(_good_csv(p)), "--config", str(_table(p, "bad.yaml", "a: [1,\n")), "--model", m], "not valid YAML"),
 }
 
@@ -193,7 +220,10 @@ def test_report_to_tensorboard_logs_every_phase(toy_folder, tiny_model, tmp_path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     output = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(toy_folder), "--recipe", "3phase", "--output", str(output), "--report-to", "tensorboard", *fast_flags(tiny_model), "--dae-epochs", "3"])
+    result = runner.invoke(
+        app,
+        ["train", str(toy_folder), "--recipe", "3phase", "--output", str(output), "--report-to", "tensorboard", *fast_flags(tiny_model), "--dae-epochs", "3"],
+    )
     assert result.exit_code == 0, result.output
     logs = tmp_path / "run-logs"
     assert sorted(p.name for p in logs.iterdir()) == ["1-dae", "2-cl", "3-ft"]
@@ -242,7 +272,10 @@ def test_onnx_export_matches_pytorch_probabilities(toy_folder, tiny_model, tmp_p
     exported = runner.invoke(app, ["export", str(output), "--format", "onnx", "--output", str(tmp_path / "onnx")])
     assert exported.exit_code == 0, exported.output
     model = PhaseFitModel.from_pretrained(output)
-    for texts in (["rain"], ["the team won the match today and the coach was very happy with it", "pizza", "snow and cold wind in the forecast for today", "a", "soup"]):
+    for texts in (
+        ["rain"],
+        ["the team won the match today and the coach was very happy with it", "pizza", "snow and cold wind in the forecast for today", "a", "soup"],
+    ):
         assert np.abs(onnx_predict_proba(tmp_path / "onnx", texts) - model.predict_proba(texts)).max() < 1e-4
     assert json.loads((tmp_path / "onnx" / "phasefit_onnx.json").read_text())["labels"] == model.labels
 
@@ -266,7 +299,22 @@ def test_report_to_mlflow_logs_each_phase_to_a_local_store(toy_folder, tiny_mode
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    result = runner.invoke(app, ["train", str(toy_folder), "--recipe", "cl+ft", "--output", str(tmp_path / "run"), "--report-to", "mlflow", *fast_flags(tiny_model), "--cl-epochs", "3"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(toy_folder),
+            "--recipe",
+            "cl+ft",
+            "--output",
+            str(tmp_path / "run"),
+            "--report-to",
+            "mlflow",
+            *fast_flags(tiny_model),
+            "--cl-epochs",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     client = MlflowClient(store)
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])

@@ -17,9 +17,13 @@ def frame():
 @pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet", "json"])
 def test_every_file_format_loads_the_same_rows(tmp_path, frame, suffix):
     path = tmp_path / f"data.{suffix}"
-    {"csv": lambda: frame.to_csv(path, index=False), "tsv": lambda: frame.to_csv(path, sep="\t", index=False),
-     "jsonl": lambda: frame.to_json(path, orient="records", lines=True), "parquet": lambda: frame.to_parquet(path),
-     "json": lambda: frame.to_json(path, orient="records")}[suffix]()
+    {
+        "csv": lambda: frame.to_csv(path, index=False),
+        "tsv": lambda: frame.to_csv(path, sep="\t", index=False),
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+        "json": lambda: frame.to_json(path, orient="records"),
+    }[suffix]()
     data = load_data(path, seed=0)
     assert len(data.train) + len(data.validation) == 60
     assert sorted(data.train.texts + data.validation.texts) == sorted(frame.text)
@@ -83,7 +87,11 @@ BAD_FILES = [
     ("header.csv", "text,label\n", "no rows"),
     ("columns.csv", "sentence,y\nhello,a\nbye,b\n", "no column 'text', 'label'; the columns are 'sentence', 'y'"),
     ("blank.csv", "text,label\nhello,a\n ,b\nthere,a\nyou,b\n", "empty text in column 'text' at rows 3"),
-    ("nolabel.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n{"text": "c", "label": "y"}\n', "empty or missing label in column 'label' at rows 2"),
+    (
+        "nolabel.jsonl",
+        '{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n{"text": "c", "label": "y"}\n',
+        "empty or missing label in column 'label' at rows 2",
+    ),
     ("single.csv", "text,label\na,x\nb,x\nc,x\n", "single class"),
     ("latin1.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"), "line 2 is not valid UTF-8"),
     ("binary.csv", b"\x00\x01\x02\x03text", "binary"),

@@ -54,8 +54,23 @@ def runs(tiny_model, tmp_path_factory) -> dict[str, Path]:
     _run([sys.executable, "-m", "phasefit", *train, "--batch-size", "16", "-o", "one"], root)
     _run([sys.executable, "-m", "phasefit", *train, "--batch-size", "16", "--seed", "1", "-o", "other-seed"], root)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(_free_port())]
-    _run([*launcher, str(HERE / "audited_phasefit.py"), str(root / "writes"), *train, "--batch-size", "8", "-o", "two",
-          "--cache-dir", "cache", "--report-to", "tensorboard"], root)
+    _run(
+        [
+            *launcher,
+            str(HERE / "audited_phasefit.py"),
+            str(root / "writes"),
+            *train,
+            "--batch-size",
+            "8",
+            "-o",
+            "two",
+            "--cache-dir",
+            "cache",
+            "--report-to",
+            "tensorboard",
+        ],
+        root,
+    )
     return {"root": root, "one": root / "one", "two": root / "two", "other": root / "other-seed"}
 
 

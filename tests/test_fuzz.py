@@ -28,8 +28,12 @@ SLOW_SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=l
 RUN_OPTIONS = [name for name in RunConfig.__dataclass_fields__ if name != "phases"]
 PHASE_OPTIONS = {phase: list(cls.__dataclass_fields__) for phase, cls in PHASE_CONFIGS.items()}
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["none", "1e-3", "true", "-1", "0", "lots", "3phase", "auto", "bf16"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["none", "1e-3", "true", "-1", "0", "lots", "3phase", "auto", "bf16"]),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
 
@@ -97,9 +101,12 @@ FLAG_VALUES = {
 
 
 @SLOW_SETTINGS
-@given(st.lists(st.sampled_from(list(FLAG_VALUES)), max_size=3, unique=True).flatmap(
-    lambda flags: st.tuples(*[st.sampled_from(FLAG_VALUES[flag]).map(lambda value, flag=flag: (flag, value)) for flag in flags])
-), st.booleans())
+@given(
+    st.lists(st.sampled_from(list(FLAG_VALUES)), max_size=3, unique=True).flatmap(
+        lambda flags: st.tuples(*[st.sampled_from(FLAG_VALUES[flag]).map(lambda value, flag=flag: (flag, value)) for flag in flags])
+    ),
+    st.booleans(),
+)
 def test_any_train_command_line_succeeds_or_fails_cleanly(toy_folder, tiny_model, tmp_path, chosen, into_existing):
     output = tmp_path / f"out-{hashlib.md5(repr(chosen).encode()).hexdigest()[:8]}"
     if into_existing:
@@ -107,14 +114,30 @@ def test_any_train_command_line_succeeds_or_fails_cleanly(toy_folder, tiny_model
         (output / "keep.txt").write_text("earlier work")
     before = _folder_digest(output) if output.exists() else None
     flags = [item for pair in chosen for item in pair]
-    result = runner.invoke(app, ["train", str(toy_folder), *fast_flags(tiny_model), "--output", str(output), *flags, *(["--overwrite"] if into_existing and "--recipe" in flags else [])])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(toy_folder),
+            *fast_flags(tiny_model),
+            "--output",
+            str(output),
+            *flags,
+            *(["--overwrite"] if into_existing and "--recipe" in flags else []),
+        ],
+    )
     _assert_clean(result)
     if result.exit_code and before is not None:
         assert _folder_digest(output) == before
 
 
 TEXT_PIECES = st.one_of(
-    st.text(max_size=30), st.just(""), st.just(" " * 5), st.just("word " * 4000), st.just("\x00\x01"), st.just("é ü 中文 🙂"),
+    st.text(max_size=30),
+    st.just(""),
+    st.just(" " * 5),
+    st.just("word " * 4000),
+    st.just("\x00\x01"),
+    st.just("é ü 中文 🙂"),
 )
 
 
@@ -165,8 +188,11 @@ def trained_model(tiny_model, tmp_path_factory) -> Path:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(st.one_of(st.binary(max_size=300), st.lists(TEXT_PIECES, max_size=5).map(lambda lines: "\n".join(lines).encode("utf-8"))),
-       st.sampled_from([".txt", ".csv", ".jsonl", ".parquet"]), st.booleans())
+@given(
+    st.one_of(st.binary(max_size=300), st.lists(TEXT_PIECES, max_size=5).map(lambda lines: "\n".join(lines).encode("utf-8"))),
+    st.sampled_from([".txt", ".csv", ".jsonl", ".parquet"]),
+    st.booleans(),
+)
 def test_any_predict_input_is_labelled_or_fails_cleanly(trained_model, tmp_path, content, suffix, proba):
     path = tmp_path / f"input-{hashlib.md5(content).hexdigest()[:8]}{suffix}"
     path.write_bytes(content)

@@ -63,6 +63,8 @@ def test_a_held_lock_is_refused_to_another_process(tmp_path):
     with OutputLock(output):
         child = subprocess.run(
             [sys.executable, "-c", f"from pathlib import Path; from phasefit.lock import OutputLock; OutputLock(Path({str(output)!r})).__enter__()"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert child.returncode != 0 and f"pid {os.getpid()}" in child.stderr

@@ -7,12 +7,12 @@ from conftest import toy_rows
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
-from phasefit.config import FTConfig, CLConfig, DAEConfig, JointConfig
+from phasefit.config import CLConfig, DAEConfig, FTConfig, JointConfig
 from phasefit.losses import DenoisingLoss
-from phasefit.phases.common import PhaseRun
-from phasefit.phases.ft import FTData, train_ft
 from phasefit.phases.cl import train_cl, with_projection
+from phasefit.phases.common import PhaseRun
 from phasefit.phases.dae import train_dae
+from phasefit.phases.ft import FTData, train_ft
 from phasefit.phases.joint import train_joint
 
 

@@ -11,9 +11,21 @@ from pathlib import Path
 from phasefit import PhaseFitModel
 
 SLOW = {
-    "--dae-epochs": "30", "--dae-min-steps": "0", "--cl-min-steps": "0", "--dae-batch-size": "8", "--dae-learning-rate": "1e-3",
-    "--cl-epochs": "8", "--cl-batch-size": "8", "--cl-learning-rate": "1e-3", "--cl-pairs-per-example": "2",
-    "--ft-epochs": "12", "--ft-min-steps": "0", "--ft-batch-size": "8", "--ft-learning-rate": "1e-3", "--ft-head-size": "16", "--ft-patience": "100",
+    "--dae-epochs": "30",
+    "--dae-min-steps": "0",
+    "--cl-min-steps": "0",
+    "--dae-batch-size": "8",
+    "--dae-learning-rate": "1e-3",
+    "--cl-epochs": "8",
+    "--cl-batch-size": "8",
+    "--cl-learning-rate": "1e-3",
+    "--cl-pairs-per-example": "2",
+    "--ft-epochs": "12",
+    "--ft-min-steps": "0",
+    "--ft-batch-size": "8",
+    "--ft-learning-rate": "1e-3",
+    "--ft-head-size": "16",
+    "--ft-patience": "100",
 }
 
 
@@ -69,7 +81,9 @@ def test_sigkill_in_each_phase_then_resume(toy_folder, tiny_model, tmp_path):
     assert report["phase_stats"]["ft"]["resumed_from_step"] > 0
 
     reference = tmp_path / "reference"
-    straight = subprocess.run(command(toy_folder, tiny_model, reference), capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    straight = subprocess.run(
+        command(toy_folder, tiny_model, reference), capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
     expected = json.loads((reference / "metrics.json").read_text())
     assert abs(report["test"]["accuracy"] - expected["test"]["accuracy"]) <= 0.1, (report["test"], expected["test"], timings)

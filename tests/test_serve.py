@@ -52,17 +52,20 @@ def test_health_and_predict_match_the_model(client, model_dir):
         assert prediction["probabilities"]["sport"] == pytest.approx(float(row[0]), abs=1e-5)
 
 
-@pytest.mark.parametrize("body, status", [
-    (b"{not json", 422),
-    (b"[1, 2]", 422),
-    (b"{}", 422),
-    (b'{"texts": "one string"}', 422),
-    (b'{"texts": []}', 422),
-    (b'{"texts": ["ok", 3]}', 422),
-    (b'{"texts": [null]}', 422),
-    (json.dumps({"texts": ["a"] * 5}).encode(), 413),
-    (json.dumps({"texts": ["x" * 51]}).encode(), 413),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b"{not json", 422),
+        (b"[1, 2]", 422),
+        (b"{}", 422),
+        (b'{"texts": "one string"}', 422),
+        (b'{"texts": []}', 422),
+        (b'{"texts": ["ok", 3]}', 422),
+        (b'{"texts": [null]}', 422),
+        (json.dumps({"texts": ["a"] * 5}).encode(), 413),
+        (json.dumps({"texts": ["x" * 51]}).encode(), 413),
+    ],
+)
 def test_malformed_requests_get_a_4xx_with_a_message_and_the_server_lives_on(client, body, status):
     answer = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == status and answer.json()["detail"]
@@ -83,8 +86,12 @@ def _free_port() -> int:
 
 def test_a_running_server_answers_200_concurrent_requests(model_dir):
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "phasefit", "serve", str(model_dir), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "phasefit", "serve", str(model_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -96,8 +103,11 @@ def test_a_running_server_answers_200_concurrent_requests(model_dir):
                 time.sleep(0.2)
 
         def ask(i: int) -> int:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=json.dumps({"texts": [f"the team won {i}", "rain"]}).encode(),
-                                             headers={"content-type": "application/json"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/predict",
+                data=json.dumps({"texts": [f"the team won {i}", "rain"]}).encode(),
+                headers={"content-type": "application/json"},
+            )
             with urllib.request.urlopen(request, timeout=60) as answer:
                 return answer.status if len(json.loads(answer.read())["predictions"]) == 2 else -1
 

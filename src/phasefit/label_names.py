@@ -23,7 +23,7 @@ _SEPARATORS = re.compile(r"[_\-./\\:|]+")
 
 def label_text(label: str, prefix: str = "") -> str:
     """``'atis_flight#atis_airfare'`` → ``'flight and airfare'`` (with prefix ``'atis_'``); ``'PlayMusic'`` → ``'play music'``."""
-    parts = [part[len(prefix):] if prefix and part.startswith(prefix) else part for part in label.split("#")]
+    parts = [part[len(prefix) :] if prefix and part.startswith(prefix) else part for part in label.split("#")]
     words = [" ".join(_CAMEL.sub(" ", _SEPARATORS.sub(" ", part)).split()).lower() for part in parts]
     return " and ".join(word for word in words if word) or label
 
@@ -63,7 +63,9 @@ def read_label_descriptions(path: str | Path, labels: Sequence[str] | None = Non
         try:
             found = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as error:
-            raise DataError(f"label descriptions {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({str(error).splitlines()[0]}).") from None
+            raise DataError(
+                f"label descriptions {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} ({str(error).splitlines()[0]})."
+            ) from None
         if not isinstance(found, dict):
             raise DataError(f"label descriptions {path}: expected a mapping 'label: description', found {type(found).__name__}.")
     descriptions = {}
@@ -74,5 +76,7 @@ def read_label_descriptions(path: str | Path, labels: Sequence[str] | None = Non
     if labels is not None:
         unknown = sorted(set(descriptions) - set(labels))
         if unknown:
-            raise DataError(f"label descriptions {path}: {', '.join(map(repr, unknown[:5]))} not among the training labels ({', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''}).")
+            raise DataError(
+                f"label descriptions {path}: {', '.join(map(repr, unknown[:5]))} not among the training labels ({', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''})."
+            )
     return descriptions

@@ -51,8 +51,7 @@ class OutputLock:
             handle.close()
             who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {holder.get('started', '?')}" if holder else "another process"
             raise ConfigError(
-                f"--output {self.output}: another phasefit run ({who}) is training into this folder. "
-                "Wait for it to finish, or choose another --output."
+                f"--output {self.output}: another phasefit run ({who}) is training into this folder. Wait for it to finish, or choose another --output."
             ) from None
         self.took_over = _read_holder(handle) or None  # a killed run's lock: nobody holds it any more
         handle.seek(0)

@@ -264,8 +264,20 @@ def train(
     test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
     sizes = f"{len(data.train)} labelled training examples, {len(data.validation)} validation, {len(data.test) if data.test else 0} test, {len(data.unlabelled_texts)} unlabelled texts."
     return TrainResult(
-        model, config, recipe, validation_metrics, test_metrics, runner.phase_seconds, runner.phase_stats, runner.cached, notes, truncated, data.source, sizes,
-        snapshots, [data.validation.classes[i] for i in snapshot_rows],
+        model,
+        config,
+        recipe,
+        validation_metrics,
+        test_metrics,
+        runner.phase_seconds,
+        runner.phase_stats,
+        runner.cached,
+        notes,
+        truncated,
+        data.source,
+        sizes,
+        snapshots,
+        [data.validation.classes[i] for i in snapshot_rows],
     )
 
 
@@ -314,8 +326,13 @@ class _RecipeRunner:
 
         if phase == "ft":
             ft_data = FTData(
-                data.train.texts, self.train_codes[:, -1], data.validation.texts, data.label_codes(data.validation)[:, -1], len(data.classes),
-                self.class_texts, _pool_sample(data.unlabelled_texts, phase_config.self_training_pool, config.seed),
+                data.train.texts,
+                self.train_codes[:, -1],
+                data.validation.texts,
+                data.label_codes(data.validation)[:, -1],
+                len(data.classes),
+                self.class_texts,
+                _pool_sample(data.unlabelled_texts, phase_config.self_training_pool, config.seed),
             )
             folder_key = fingerprint(self.key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, self.class_texts)
             self.head, stats = train_ft(encoder, ft_data, phase_config, phase_run(folder_key))

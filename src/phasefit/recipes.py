@@ -57,7 +57,19 @@ RECIPES: dict[str, Recipe] = {
             "3phase+",
             "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term; a short budget (may stop from step 50, patience 3); "
             "then one round of self-training on the unlabelled texts",
-            (Step("ft", {"head": "prototype", "prototype_init": "names+means", "contrastive_weight": 0.5, "min_steps": 50, "patience": 3, "self_training_rounds": 1}),),
+            (
+                Step(
+                    "ft",
+                    {
+                        "head": "prototype",
+                        "prototype_init": "names+means",
+                        "contrastive_weight": 0.5,
+                        "min_steps": 50,
+                        "patience": 3,
+                        "self_training_rounds": 1,
+                    },
+                ),
+            ),
         ),
     ]
 }
@@ -77,7 +89,7 @@ def parse_recipe(spec: Any) -> Recipe:
             if isinstance(item, str):
                 steps.append(Step(item))
             elif isinstance(item, Mapping) and len(item) == 1 and isinstance(next(iter(item.values())) or {}, Mapping):
-                (phase, overrides), = item.items()
+                ((phase, overrides),) = item.items()
                 steps.append(Step(str(phase), dict(overrides or {})))
             else:
                 raise ConfigError(f"recipe phase {item!r}: write a phase name or {{phase: {{option: value}}}}.")
@@ -98,5 +110,9 @@ def resolve(options: Mapping[str, Any]) -> tuple[RunConfig, Recipe]:
     """Defaults, then the recipe's overrides, then the user's options (YAML and command line)."""
     recipe = parse_recipe(options.get("recipe", "3phase"))
     config = build_config(merge(recipe.overrides(), {k: v for k, v in options.items() if k != "recipe"}))
-    config.recipe = recipe.name if recipe.name in RECIPES and RECIPES[recipe.name] == recipe else {"name": recipe.name, "phases": [{s.phase: dict(s.overrides)} for s in recipe.steps]}
+    config.recipe = (
+        recipe.name
+        if recipe.name in RECIPES and RECIPES[recipe.name] == recipe
+        else {"name": recipe.name, "phases": [{s.phase: dict(s.overrides)} for s in recipe.steps]}
+    )
     return config, recipe

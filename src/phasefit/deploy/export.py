@@ -66,7 +66,17 @@ def export_onnx(model_dir: str | Path, output: str | Path, opset: int = 17, quan
             traced.unlink()
         model.encoder.tokenizer.save_pretrained(str(staging))
         (staging / "phasefit_onnx.json").write_text(
-            json.dumps({"labels": model.labels, "max_length": model.encoder.max_seq_length, "inputs": ["input_ids", "attention_mask"], "output": "probabilities", "quantization": quantize}, indent=2) + "\n",
+            json.dumps(
+                {
+                    "labels": model.labels,
+                    "max_length": model.encoder.max_seq_length,
+                    "inputs": ["input_ids", "attention_mask"],
+                    "output": "probabilities",
+                    "quantization": quantize,
+                },
+                indent=2,
+            )
+            + "\n",
             encoding="utf-8",
         )
         replace_directory(staging, output)
@@ -113,7 +123,7 @@ class OnnxClassifier:
         order = np.argsort([-len(ids) for ids in encoded], kind="stable")
         probabilities = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="np")
             feeds = {"input_ids": batch["input_ids"].astype(np.int64), "attention_mask": batch["attention_mask"].astype(np.int64)}
             probabilities[rows] = self.session.run(["probabilities"], feeds)[0]

@@ -39,8 +39,12 @@ class ServeOptions:
     def from_environment(cls) -> "ServeOptions":
         read = {name: os.environ[ENVIRONMENT_PREFIX + name.upper()] for name in cls.__dataclass_fields__ if ENVIRONMENT_PREFIX + name.upper() in os.environ}
         return cls(
-            model_dir=read["model_dir"], onnx=read.get("onnx", "False") == "True", max_texts=int(read.get("max_texts", 64)),
-            max_chars=int(read.get("max_chars", 5000)), max_batch=int(read.get("max_batch", 64)), batch_wait_ms=float(read.get("batch_wait_ms", 5.0)),
+            model_dir=read["model_dir"],
+            onnx=read.get("onnx", "False") == "True",
+            max_texts=int(read.get("max_texts", 64)),
+            max_chars=int(read.get("max_chars", 5000)),
+            max_batch=int(read.get("max_batch", 64)),
+            batch_wait_ms=float(read.get("batch_wait_ms", 5.0)),
         )
 
 
@@ -105,7 +109,7 @@ class Batcher:
             start = 0
             for request, future in waiting:
                 if not future.done():
-                    future.set_result(probabilities[start:start + len(request)])
+                    future.set_result(probabilities[start : start + len(request)])
                 start += len(request)
 
 
@@ -145,7 +149,9 @@ def create_app(options: ServeOptions, backend: Any | None = None):
     async def health() -> Health:
         return Health(status="ok", labels=labels, backend=kind)
 
-    @app.post("/predict", response_model=PredictResponse, responses={413: {"description": "Too many or too long texts"}, 422: {"description": "Malformed request"}})
+    @app.post(
+        "/predict", response_model=PredictResponse, responses={413: {"description": "Too many or too long texts"}, 422: {"description": "Malformed request"}}
+    )
     async def predict(request: PredictRequest) -> PredictResponse:
         if len(request.texts) > options.max_texts:
             raise HTTPException(413, f"{len(request.texts)} texts in one request; at most {options.max_texts} (--max-texts).")
@@ -156,9 +162,11 @@ def create_app(options: ServeOptions, backend: Any | None = None):
             probabilities = await batcher.predict(request.texts)
         except Exception as error:
             raise HTTPException(503, f"the model could not label this request ({type(error).__name__}); try again.") from None
-        return PredictResponse(predictions=[
-            Prediction(label=labels[int(row.argmax())], probabilities={label: round(float(p), 6) for label, p in zip(labels, row)}) for row in probabilities
-        ])
+        return PredictResponse(
+            predictions=[
+                Prediction(label=labels[int(row.argmax())], probabilities={label: round(float(p), 6) for label, p in zip(labels, row)}) for row in probabilities
+            ]
+        )
 
     return app
 

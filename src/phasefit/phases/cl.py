@@ -18,11 +18,7 @@ from .common import PhaseRun, run_sentence_trainer
 
 def is_projection(module: torch.nn.Module) -> bool:
     """The layer :func:`with_projection` adds (a square Dense with no activation), in memory or saved and loaded again."""
-    return (
-        isinstance(module, Dense)
-        and module.in_features == module.out_features
-        and isinstance(module.activation_function, torch.nn.Identity)
-    )
+    return isinstance(module, Dense) and module.in_features == module.out_features and isinstance(module.activation_function, torch.nn.Identity)
 
 
 def with_projection(encoder: SentenceTransformer) -> SentenceTransformer:

@@ -81,7 +81,11 @@ def common_arguments(config: Any, seed: int, output_dir: Path, precision: str = 
     """Training arguments every phase uses; nothing is written, logged or reported unless asked."""
     logger.info(
         "%s: batch %d per device x %d accumulation x %d processes = effective batch %d",
-        type(config).__name__, config.batch_size, config.gradient_accumulation, world_size(), effective_batch_size(config),
+        type(config).__name__,
+        config.batch_size,
+        config.gradient_accumulation,
+        world_size(),
+        effective_batch_size(config),
     )
     return {
         "output_dir": str(output_dir),

@@ -139,7 +139,9 @@ def _train_and_self_train(encoder: SentenceTransformer, data: FTData, config: FT
             break
         best_weights = state_copy(EncoderClassifier(encoder, head))
         encoder.load_state_dict(start)
-        student_head, student_stats = _train_best_rate(encoder, data.with_pseudo_labels(texts, labels), config, run.within(f"self-training-{round_number}", round_number))
+        student_head, student_stats = _train_best_rate(
+            encoder, data.with_pseudo_labels(texts, labels), config, run.within(f"self-training-{round_number}", round_number)
+        )
         kept = sign * student_stats[key] > sign * stats[key]
         rounds.append({"round": round_number, "pseudo_labels": len(texts), key: student_stats[key], "kept": bool(kept)})
         if not kept:
@@ -257,7 +259,9 @@ def new_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed:
     if "means" in config.prototype_init.split("+"):
         embeddings = encoder.encode(list(data.train_texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
         labels = torch.as_tensor(np.asarray(data.train_labels), device=embeddings.device)
-        means = torch.stack([embeddings[labels == code].mean(dim=0) if (labels == code).any() else torch.zeros_like(embeddings[0]) for code in range(data.n_classes)])
+        means = torch.stack(
+            [embeddings[labels == code].mean(dim=0) if (labels == code).any() else torch.zeros_like(embeddings[0]) for code in range(data.n_classes)]
+        )
         parts.append(nn.functional.normalize(means, dim=-1))
     return head.initialise(sum(parts))
 

@@ -10,8 +10,8 @@ from sentence_transformers.sentence_transformer.losses import CosineSimilarityLo
 
 from ..config import JointConfig
 from ..losses import DenoisingLoss, JointLoss
-from .common import PhaseRun, add_word_deletion, run_sentence_trainer, without_final_normalize
 from .cl import pair_dataset, with_projection
+from .common import PhaseRun, add_word_deletion, run_sentence_trainer, without_final_normalize
 
 
 def train_joint(

@@ -10,7 +10,11 @@ from pathlib import Path
 
 from ..errors import ModelFilesError
 
-PICTURES = [("confusion_matrix.png", "Confusion matrix"), ("learning_curves.png", "Learning curves per phase"), ("embeddings.png", "Validation embeddings before training and after each phase")]
+PICTURES = [
+    ("confusion_matrix.png", "Confusion matrix"),
+    ("learning_curves.png", "Learning curves per phase"),
+    ("embeddings.png", "Validation embeddings before training and after each phase"),
+]
 
 
 def build_html_report(run_dir: str | Path) -> str:
@@ -31,7 +35,8 @@ def build_html_report(run_dir: str | Path) -> str:
         scores = report.get(split)
         if scores:
             parts.append(
-                f"<tr><td>{split}</td>" + "".join(f"<td>{scores[k]:.4f}</td>" for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall"))
+                f"<tr><td>{split}</td>"
+                + "".join(f"<td>{scores[k]:.4f}</td>" for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall"))
                 + f"<td>{scores['n_examples']}</td></tr>"
             )
     parts.append("</table><h2>Wall time per phase</h2><table><tr><th>phase</th><th>seconds</th><th>cached</th></tr>")

@@ -21,17 +21,20 @@ def render_model_card(result: Any) -> str:
         "base_model": base_model,
     }
     if test:
-        front["model-index"] = [{
-            "name": f"phasefit {result.recipe.name}",
-            "results": [{
-                "task": {"type": "text-classification"},
-                "metrics": [{"type": name, "value": round(test[name], 4)} for name in ("accuracy", "macro_f1", "macro_precision", "macro_recall")],
-            }],
-        }]
+        front["model-index"] = [
+            {
+                "name": f"phasefit {result.recipe.name}",
+                "results": [
+                    {
+                        "task": {"type": "text-classification"},
+                        "metrics": [{"type": name, "value": round(test[name], 4)} for name in ("accuracy", "macro_f1", "macro_precision", "macro_recall")],
+                    }
+                ],
+            }
+        ]
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# Text classifier trained with phasefit ({result.recipe.name})", ""]
     lines += [
-        f"Base encoder: `{base_model}`. Recipe `{result.recipe.name}`: {result.recipe} "
-        f"({result.recipe.description}).",
+        f"Base encoder: `{base_model}`. Recipe `{result.recipe.name}`: {result.recipe} ({result.recipe.description}).",
         "",
         "## Data",
         "",
@@ -46,7 +49,9 @@ def render_model_card(result: Any) -> str:
     ]
     for split, metrics in (("validation", result.validation_metrics), ("test", test)):
         if metrics:
-            lines.append(f"| {split} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | {metrics['macro_precision']:.4f} | {metrics['macro_recall']:.4f} | {metrics['n_examples']} |")
+            lines.append(
+                f"| {split} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | {metrics['macro_precision']:.4f} | {metrics['macro_recall']:.4f} | {metrics['n_examples']} |"
+            )
     lines += ["", f"## Labels ({len(result.model.labels)})", "", ", ".join(f"`{label}`" for label in result.model.labels), ""]
     lines += ["## Training options", "", "```yaml", yaml.safe_dump({**config, "recipe": result.config.recipe}, sort_keys=False).strip(), "```", ""]
     lines += ["Wall time per phase: " + ", ".join(f"{PHASE_TITLES[p]} {s:.0f} s" for p, s in result.phase_seconds.items()) + ".", ""]
@@ -55,11 +60,11 @@ def render_model_card(result: Any) -> str:
         "",
         "```python",
         "from phasefit import PhaseFitModel",
-        "model = PhaseFitModel.from_pretrained(\"path/to/this/folder\")",
-        "model.predict([\"some text\"])",
+        'model = PhaseFitModel.from_pretrained("path/to/this/folder")',
+        'model.predict(["some text"])',
         "```",
         "",
-        "`SentenceTransformer(\"path/to/this/folder\")` loads the fine-tuned encoder alone, for embeddings.",
+        '`SentenceTransformer("path/to/this/folder")` loads the fine-tuned encoder alone, for embeddings.',
         "",
         "## Intended use and limits",
         "",
