@@ -11,7 +11,7 @@ Methods are phasefit recipes plus two peers on the same samples, seeds and base 
 ``tuned-ft`` (plain fine-tuning, learning rate chosen on validation) and ``setfit`` (the setfit
 package's documented defaults).
 
-    python benchmarks/run.py --datasets sst2 snips --regimes 8 64 --methods 3phase tuned-ft setfit --seeds 1 2 3
+    python -m benchmarks run --datasets sst2 snips --regimes 8 64 --methods 3phase tuned-ft setfit --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import resource
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,13 +32,14 @@ from typing import Any
 
 import yaml
 
+from .paths import DEFAULT_DATA_ROOT, HERE, PROFILES, RESULTS
+from .records import append_record, finished_runs, read_json_lines
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_RESULTS = HERE / "results" / "runs.jsonl"
-HELD_OUT_RESULTS = HERE / "results" / "held_out" / "runs.jsonl"
-DEFAULT_DATA_ROOT = HERE.parent.parent / "shared" / "datasets"
+DEFAULT_RESULTS = RESULTS / "runs.jsonl"
+HELD_OUT_RESULTS = RESULTS / "held_out" / "runs.jsonl"
 TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
 # Runs in these regimes keep a work folder and continue from it; 8/64 runs take minutes and simply restart.
@@ -84,10 +84,6 @@ def use_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-# Records written before models were labelled by name carry the default model's folder name.
-LEGACY_MODEL_LABELS = {"model": "all-MiniLM-L6-v2"}
-
-
 def model_label(model: str) -> str:
     """A readable name for a model path or hub id (the default model's folder is just called 'model')."""
     from phasefit.config import default_model_path
@@ -95,11 +91,6 @@ def model_label(model: str) -> str:
     if Path(model).resolve() == Path(default_model_path()).resolve():
         return "all-MiniLM-L6-v2"
     return Path(model).name if Path(model).is_dir() else model
-
-
-def run_key(record: dict[str, Any]) -> tuple:
-    model = LEGACY_MODEL_LABELS.get(record["model"], record["model"])
-    return (record["dataset"], str(record["regime"]), record["method"], model, record["seed"], record["profile"])
 
 
 def run_work_dir(cache_dir: str | None, key: tuple) -> Path | None:
@@ -171,30 +162,6 @@ class RunClock:
         return f"{part}/{phase}" if part else phase
 
 
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    """The whole records of a JSON Lines file; a line cut by a crash is skipped (what it recorded is simply redone)."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
-
-
-def finished_runs(results: Path) -> set[tuple]:
-    keys = set()
-    for record in read_json_lines(results):
-        try:
-            keys.add(run_key(record))
-        except KeyError:
-            continue
-    return keys
-
-
 def run_claim(results: Path, key: tuple):
     """The lock a worker holds while it trains one run, so that workers given overlapping plans split the runs instead
     of training one twice; the kernel frees it when its worker dies, so a killed run is picked up again."""
@@ -203,21 +170,9 @@ def run_claim(results: Path, key: tuple):
     return OutputLock(results.parent / ".claims" / hashlib.sha1(repr(key).encode()).hexdigest()[:16])
 
 
-def append_record(results: Path, record: dict[str, Any]) -> None:
-    """One write of one whole line, flushed and fsync'd: a crash never leaves half a record behind a whole one."""
-    results.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
-    descriptor = os.open(results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(descriptor, line.encode("utf-8"))
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def profile_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
-    return path if path.is_file() else HERE / "profiles" / f"{name_or_path}.yaml"
+    return path if path.is_file() else PROFILES / f"{name_or_path}.yaml"
 
 
 def load_profile(name_or_path: str) -> dict[str, Any]:
@@ -240,7 +195,7 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
         if method not in known:
             errors.append(f"method {method!r}: expected one of {', '.join(known)}")
     if not profile_path(profile).is_file():
-        errors.append(f"profile {profile!r}: neither a YAML file nor a name under {HERE / 'profiles'}")
+        errors.append(f"profile {profile!r}: neither a YAML file nor a name under {PROFILES}")
     elif results is not None and load_profile(profile).get("held_out_validation") and results.resolve() == DEFAULT_RESULTS.resolve():
         errors.append(f"profile {profile!r} scores on held-out validation, not test: give its runs their own --results file (e.g. {HELD_OUT_RESULTS})")
     return errors
@@ -472,5 +427,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent / "src"))
     main()

@@ -1,13 +1,13 @@
 """Speed benchmarks: records in benchmarks/results/speed/speed.jsonl, table in benchmarks/SPEED.md.
 
-    python benchmarks/speed.py data-prep            # imbalance correction + pair builder at 10k / 100k / 1M
-    python benchmarks/speed.py throughput           # each phase's training against a hand-written PyTorch loop
-    python benchmarks/speed.py inference            # PhaseFitModel.predict against encode + head matmul
-    python benchmarks/speed.py end-to-end           # 3phase / ft wall time, from the experiment records
-    python benchmarks/speed.py side-by-side --dataset sst2 --regime 8   # 3phase+ and SetFit trained in turn, same cell
-    python benchmarks/speed.py onnx --model-dir runs/sst2-ft     # PyTorch vs ONNX fp32 vs int8: size, latency, agreement
-    python benchmarks/speed.py serve-load --model-dir runs/sst2-ft   # `phasefit serve` under 1 / 16 / 64 clients
-    python benchmarks/speed.py report               # rebuild SPEED.md from the records
+    python -m benchmarks speed data-prep            # imbalance correction + pair builder at 10k / 100k / 1M
+    python -m benchmarks speed throughput           # each phase's training against a hand-written PyTorch loop
+    python -m benchmarks speed inference            # PhaseFitModel.predict against encode + head matmul
+    python -m benchmarks speed end-to-end           # 3phase / ft wall time, from the experiment records
+    python -m benchmarks speed side-by-side --dataset sst2 --regime 8   # 3phase+ and SetFit trained in turn, same cell
+    python -m benchmarks speed onnx --model-dir runs/sst2-ft     # PyTorch vs ONNX fp32 vs int8: size, latency, agreement
+    python -m benchmarks speed serve-load --model-dir runs/sst2-ft   # `phasefit serve` under 1 / 16 / 64 clients
+    python -m benchmarks report               # rebuild SPEED.md from the records
 
 Each measurement states the CPU load it ran under; comparisons alternate the two sides and report
 medians, so that a shared machine slows both alike.
@@ -27,24 +27,24 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .paths import DEFAULT_DATA_ROOT, HERE, RESULTS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
-sys.path.insert(0, str(HERE))
 # Raise when a measurement's method changes; the report shows only the current version's rows.
 BENCHMARK_VERSIONS = {
     "throughput": 2,  # 2: the raw loop trains with dropout on, as the trainers do
     "onnx": 2,  # 2: ONNX batches texts of similar length (as encode does); int8 weights quantised per channel
 }
-RECORDS = Path(os.environ.get("PHASEFIT_SPEED_RECORDS", HERE / "results" / "speed" / "speed.jsonl"))
-SST2 = HERE.parent.parent / "shared" / "datasets" / "sst2"
+RECORDS = Path(os.environ.get("PHASEFIT_SPEED_RECORDS", RESULTS / "speed" / "speed.jsonl"))
+SST2 = DEFAULT_DATA_ROOT / "sst2"
 
 
 def environment() -> dict[str, Any]:
     import torch
-    from run import device_name, git_commit
+
+    from .run import device_name, git_commit
 
     return {
         "git_commit": git_commit(),
@@ -56,7 +56,7 @@ def environment() -> dict[str, Any]:
 
 
 def save(record: dict[str, Any]) -> None:
-    from run import append_record
+    from .run import append_record
 
     append_record(RECORDS, {**record, **environment()})
     print(json.dumps(record, indent=1)[:1500], flush=True)
@@ -101,7 +101,7 @@ def data_prep_child(size: int) -> None:
 
 def data_prep(sizes: list[int]) -> None:
     for size in sizes:
-        output = subprocess.run([sys.executable, __file__, "data-prep-child", str(size)], capture_output=True, text=True, check=True)
+        output = subprocess.run([sys.executable, "-m", "benchmarks.speed", "data-prep-child", str(size)], capture_output=True, text=True, check=True)
         result = json.loads(output.stdout.strip().splitlines()[-1])
         save({"benchmark": "data-prep", **result})
 
@@ -310,9 +310,9 @@ def inference(count: int, batch_size: int, repeats: int) -> None:
 
 def end_to_end() -> None:
     """3phase against ft wall time on the same dataset, regime and seed, from the experiment records."""
-    from report import read_records
+    from .report import read_records
 
-    records = read_records(HERE / "results")
+    records = read_records(RESULTS)
     by_key = {(r["dataset"], str(r["regime"]), r["seed"], r["method"]): r for r in records}
     for (dataset, regime, seed, method), record in sorted(by_key.items()):
         if method != "3phase" or (dataset, regime, seed, "ft") not in by_key:
@@ -336,9 +336,9 @@ def end_to_end() -> None:
 def side_by_side(dataset: str, regime: str, seed: int, methods: list[str], repeats: int, profile: str, data_root: Path, threads: int | None = None) -> None:
     """Train each method on the same cell in turn (alternating, `repeats` rounds, no phase cache), so that both see
     the same machine and load; each run's wall time is the runner's clock: loading, training and evaluation."""
-    from run import run_one, torch_threads, use_threads
-
     from phasefit.config import default_model_path
+
+    from .run import run_one, torch_threads, use_threads
 
     use_threads(threads)
     for round_index in range(repeats):
@@ -497,10 +497,10 @@ def serve_load(model_dir: Path, onnx_dir: Path | None, clients: list[int], reque
 
 
 def report() -> None:
-    from report import read_records
+    from .report import read_records
 
     records = read_records(RECORDS.parent)
-    lines = ["# Speed", "", "Generated by `python benchmarks/speed.py report` from `benchmarks/results/speed/speed.jsonl`; no number is typed by hand.", ""]
+    lines = ["# Speed", "", "Generated by `python -m benchmarks report` from `benchmarks/results/speed/speed.jsonl`; no number is typed by hand.", ""]
     sections = {
         "data-prep": (
             "Data preparation: imbalance correction + pair builder (100 Zipf-sized classes, 4 pairs per example)",
@@ -563,8 +563,8 @@ def report() -> None:
     print(f"wrote {HERE / 'SPEED.md'}")
 
 
-def main() -> None:
-    from run import thread_count
+def main(argv: list[str] | None = None) -> None:
+    from .run import thread_count
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -605,7 +605,7 @@ def main() -> None:
     sides.add_argument("--data-root", type=Path, default=SST2.parent)
     sides.add_argument("--threads", type=thread_count, default=None, help="torch threads (1 beside another worker on two cores)")
     commands.add_parser("report")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "data-prep":
         data_prep(args.sizes)
     elif args.command == "data-prep-child":
@@ -621,7 +621,7 @@ def main() -> None:
     elif args.command == "end-to-end":
         end_to_end()
     elif args.command == "side-by-side":
-        from run import plan_errors
+        from .run import plan_errors
 
         errors = plan_errors([args.dataset], [args.regime], args.methods, args.data_root, args.profile)
         if errors:

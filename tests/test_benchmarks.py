@@ -2,18 +2,13 @@
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import toy_rows
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-import report  # noqa: E402
-import run  # noqa: E402
+from benchmarks import report, run
+from benchmarks.paths import HERE as BENCHMARKS
 
 
 def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, capsys):
@@ -393,7 +388,7 @@ def test_component_rule_keeps_only_a_gain_of_half_a_point_ahead_in_half_the_pair
 
 
 def test_side_by_side_table_gives_each_method_its_median_and_ratio_to_setfit():
-    import speed
+    from benchmarks import speed
 
     rows = [
         {"dataset": "sst2", "regime": "8", "seed": 1, "method": method, "wall_seconds": seconds}
