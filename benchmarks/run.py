@@ -339,6 +339,14 @@ def run_setfit(data, model: str, seed: int) -> dict[str, Any]:
     }
 
 
+def checkout_relative(path: str | None) -> str | None:
+    """``path`` relative to the checkout when it lies inside it, else its last part (a record names no machine's folders)."""
+    if path is None:
+        return None
+    resolved, checkout = Path(path).resolve(), HERE.parent.resolve()
+    return str(resolved.relative_to(checkout)) if resolved.is_relative_to(checkout) else resolved.name
+
+
 def run_one(
     dataset: str, regime: str, method: str, seed: int, model: str, profile_name: str, data_root: Path, cache_dir: str | None, work_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -374,6 +382,12 @@ def run_one(
         "torch_threads": torch_threads(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **outcome,
+        # The model's name and the cache folder relative to the checkout: no record holds this machine's paths.
+        "config": {
+            **outcome["config"],
+            "model": model_label(model),
+            **({"cache_dir": checkout_relative(cache_dir)} if "cache_dir" in outcome["config"] else {}),
+        },
     }
 
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -47,6 +48,8 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     for record in records:
         assert {"dataset", "regime", "method", "model", "seed", "config", "git_commit", "test", "wall_seconds", "peak_rss_mb", "phase_seconds"} <= set(record)
         assert record["n_train"] == 24 and record["test"]["n_examples"] == 15 and record["test_split"] == "test"
+        assert record["config"]["model"] == record["model"] == Path(tiny_model).name, "a record names the model, not this machine's path to it"
+        assert record["method"] == "setfit" or record["config"]["cache_dir"] == "cache", "the cache folder is named, not its absolute path"
     dae_then_ft = next(r for r in records if r["method"] == "dae+ft" and r["seed"] == 1)
     assert dae_then_ft["cached_phases"] == ["dae"], "the DAE of 3phase is reused"
     assert dae_then_ft["phase_stats"]["dae"] == {"cached": True} and dae_then_ft["phase_stats"]["ft"]["steps"] >= 1
