@@ -53,7 +53,14 @@ def render_model_card(result: Any) -> str:
                 f"| {split} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | {metrics['macro_precision']:.4f} | {metrics['macro_recall']:.4f} | {metrics['n_examples']} |"
             )
     lines += ["", f"## Labels ({len(result.model.labels)})", "", ", ".join(f"`{label}`" for label in result.model.labels), ""]
-    lines += ["## Training options", "", "```yaml", yaml.safe_dump({**config, "model": base_model, "recipe": result.config.recipe}, sort_keys=False).strip(), "```", ""]
+    lines += [
+        "## Training options",
+        "",
+        "```yaml",
+        yaml.safe_dump({**config, "model": base_model, "recipe": result.config.recipe}, sort_keys=False).strip(),
+        "```",
+        "",
+    ]
     lines += ["Wall time per phase: " + ", ".join(f"{PHASE_TITLES[p]} {s:.0f} s" for p, s in result.phase_seconds.items()) + ".", ""]
     lines += [
         "## Use",
