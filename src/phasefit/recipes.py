@@ -49,10 +49,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("extra-imb", "3phase with a stronger imbalance correction (max_ratio 20)", (Step("dae"), Step("cl", {"max_ratio": 20.0}), Step("ft"))),
         Recipe("no-imb", "3phase without imbalance correction", (Step("dae"), Step("cl", {"imbalance_correction": False}), Step("ft"))),
         Recipe("ft", "classical fine-tuning with the MLP head only", (Step("ft"),)),
-        # Beyond the paper: the components kept on validation (benchmarks/RESULTS.md, "Validation study"): a prototype
-        # head from the class names and class means, a supervised contrastive term beside cross-entropy, and a shorter
-        # budget (the best checkpoints came early); self-training was kept on held-out validation ("Held-out validation
-        # study"), where choosing its round on the scored rows cannot flatter it. Dropped: DAE+CL before it, LP-FT.
+        # Beyond the paper: FT with the components validation kept; which, by what rule and with what gain is generated
+        # into benchmarks/RESULTS.md ("Validation study", "Held-out validation study").
         Recipe(
             "3phase+",
             "beyond the paper: FT with a prototype head from the class names and means, plus a supervised contrastive term; a short budget (may stop from step 50, patience 3); "
