@@ -181,7 +181,7 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
 
 def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], data_root: Path, profile: str, results: Path | None = None) -> list[str]:
     """What is wrong with a sweep's plan, found before its first run rather than an hour into it."""
-    from phasefit.recipes import RECIPES
+    from phasefit.recipes import ALIASES, RECIPES
 
     errors = []
     for dataset in datasets:
@@ -190,12 +190,14 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
     for regime in regimes:
         if regime != "full" and not (regime.isdigit() and int(regime) > 0):
             errors.append(f"regime {regime!r}: expected labelled examples per class (e.g. 8, 64) or 'full'")
-    known = [*RECIPES, "tuned-ft", "setfit"]
+    known = [*RECIPES, *ALIASES, "tuned-ft", "setfit"]
     for method in methods:
         if method not in known:
             errors.append(f"method {method!r}: expected one of {', '.join(known)}")
     if not profile_path(profile).is_file():
         errors.append(f"profile {profile!r}: neither a YAML file nor a name under {PROFILES}")
+    elif load_profile(profile).get("superseded"):
+        errors.append(f"profile {profile!r} is superseded: {load_profile(profile)['superseded']}")
     elif results is not None and load_profile(profile).get("held_out_validation") and results.resolve() == DEFAULT_RESULTS.resolve():
         errors.append(f"profile {profile!r} scores on held-out validation, not test: give its runs their own --results file (e.g. {HELD_OUT_RESULTS})")
     return errors
@@ -249,7 +251,7 @@ def load_benchmark_data(dataset: str, regime: str, seed: int, data_root: Path, p
 
 
 def phasefit_options(profile: dict[str, Any], model: str, seed: int, cache_dir: str | None) -> dict[str, Any]:
-    options = {key: value for key, value in profile.items() if key in {"dae", "cl", "joint", "ft"}}
+    options = {key: value for key, value in profile.items() if key in {"dae", "cl", "joint", "ft", "st"}}
     return {**options, "model": model, "seed": seed, "cache_dir": cache_dir}
 
 

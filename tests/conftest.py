@@ -6,6 +6,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,6 +73,14 @@ def tiny_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_mpnet(tmp_path_factory) -> str:
     return str(build_tiny_encoder(tmp_path_factory.mktemp("tiny-mpnet"), "mpnet"))
+
+
+@pytest.fixture()
+def toy() -> tuple[list[str], np.ndarray]:
+    """72 balanced toy texts and their class codes (food 0, sport 1, weather 2)."""
+    rows = toy_rows({"sport": 24, "weather": 24, "food": 24}, seed=5)
+    names = sorted({r["label"] for r in rows})
+    return [r["text"] for r in rows], np.array([names.index(r["label"]) for r in rows])
 
 
 @pytest.fixture()

@@ -521,7 +521,11 @@ def test_the_runner_refuses_a_plan_with_a_typo_before_its_first_run(tmp_path, ca
     assert "method '3phase++': expected one of 3phase, joint" in err and "method 'setfit'" not in err
     assert "profile 'nope': neither a YAML file nor a name under" in err
     assert not (tmp_path / "runs.jsonl").exists()
-    assert run.plan_errors(["toy"], ["8", "64", "full"], ["3phase+", "tuned-ft"], tmp_path, "cpu") == []
+    assert run.plan_errors(["toy"], ["8", "64", "full"], ["3phase+", "ft+st", "tuned-ft"], tmp_path, "cpu") == []
+    superseded = run.plan_errors(["toy"], ["8"], ["ft"], tmp_path, "held-out-plus-self")
+    assert superseded == [
+        "profile 'held-out-plus-self' is superseded: self-training is the st phase now; the same runs today: --methods ft+st --profile held-out-plus"
+    ]
 
 
 def test_a_held_out_profile_chooses_on_part_of_validation_and_is_scored_on_the_rest_never_on_test(tmp_path, capsys):

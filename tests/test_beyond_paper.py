@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import toy_rows
 from sentence_transformers import SentenceTransformer
 from typer.testing import CliRunner
 
@@ -24,18 +23,10 @@ from phasefit.phases.ft import (
     FTData,
     interpolate_weights,
     new_head,
-    pseudo_labels,
     refit_logistic_head,
     starting_weights,
     train_ft,
 )
-
-
-@pytest.fixture()
-def toy():
-    rows = toy_rows({"sport": 24, "weather": 24, "food": 24}, seed=5)
-    names = sorted({r["label"] for r in rows})
-    return [r["text"] for r in rows], np.array([names.index(r["label"]) for r in rows])
 
 
 @pytest.mark.parametrize(
@@ -282,50 +273,6 @@ def test_head_warmup_keeps_the_encoder_still_while_the_head_learns(tiny_model, t
     assert not all(torch.equal(before[name], tensor) for name, tensor in encoder.state_dict().items())
 
 
-def test_pseudo_labels_take_the_surest_texts_per_class_and_skip_labelled_ones():
-    class Fixed:
-        def predict_proba(self, texts, batch_size=64):
-            table = {"a1": [0.99, 0.01], "a2": [0.95, 0.05], "a3": [0.6, 0.4], "b1": [0.02, 0.98], "b2": [0.1, 0.9], "seen": [1.0, 0.0]}
-            return np.array([table[text] for text in texts])
-
-    data = FTData(["seen"], np.array([0]), [], np.array([]), 2, unlabelled_texts=["a3", "b2", "a1", "seen", "a2", "b1", "a1"])
-    texts, labels = pseudo_labels(Fixed(), data, FTConfig(pseudo_labels_per_class=1, pseudo_label_confidence=0.9))
-    assert sorted(zip(texts, labels.tolist())) == [("a1", 0), ("b1", 1)]
-    texts, labels = pseudo_labels(Fixed(), data, FTConfig(pseudo_labels_per_class=5, pseudo_label_confidence=0.92))
-    assert sorted(zip(texts, labels.tolist())) == [("a1", 0), ("a2", 0), ("b1", 1)]
-
-
-def test_self_training_keeps_the_student_only_when_validation_improves(tiny_model, toy, tmp_path):
-    texts, labels = toy
-    config = FTConfig(
-        epochs=3,
-        min_steps=0,
-        batch_size=16,
-        learning_rate=1e-3,
-        head_size=16,
-        patience=3,
-        self_training_rounds=2,
-        pseudo_labels_per_class=6,
-        pseudo_label_confidence=0.0,
-    )
-    encoder = SentenceTransformer(tiny_model, device="cpu")
-    head, stats = train_ft(
-        encoder, FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3, unlabelled_texts=texts[12:54]), config, PhaseRun(0, tmp_path / "st")
-    )
-    rounds = stats["self_training"]
-    assert 1 <= len(rounds) <= 2 and 0 < rounds[0]["pseudo_labels"] <= 18  # at most 6 per class
-    assert all(r["kept"] for r in rounds[:-1])
-    if not rounds[-1]["kept"]:
-        assert rounds[-1]["best_validation_accuracy"] <= stats["best_validation_accuracy"]
-    embeddings = torch.as_tensor(encoder.encode(texts[54:]))
-    accuracy = (head(embeddings).argmax(-1).numpy() == labels[54:]).mean()
-    assert accuracy == pytest.approx(stats["best_validation_accuracy"])  # the weights in place are the kept model's
-    _, alone = train_ft(
-        SentenceTransformer(tiny_model, device="cpu"), FTData(texts[:12], labels[:12], texts[54:], labels[54:], 3), config, PhaseRun(0, tmp_path / "none")
-    )
-    assert alone["self_training"][0]["why"] == "no unlabelled texts"
-
-
 def test_a_prototype_run_reads_descriptions_and_round_trips(toy_folder, fast_options, tmp_path):
     descriptions = tmp_path / "labels.json"
     descriptions.write_text(json.dumps({"food": "cooking and meals", "sport": "a team game"}))
@@ -358,12 +305,12 @@ def test_cli_names_a_missing_descriptions_file_before_training(toy_folder, tiny_
     assert not (tmp_path / "o").exists()
 
 
-def test_3phase_plus_is_the_fine_tuning_that_validation_kept():
+def test_ft_plus_st_is_the_fine_tuning_that_validation_kept_then_self_training():
     from pathlib import Path
 
     from phasefit import RECIPES
 
-    profile = Path(__file__).resolve().parents[1] / "benchmarks" / "profiles" / "held-out-plus-self.yaml"
+    profile = Path(__file__).resolve().parents[1] / "benchmarks" / "profiles" / "held-out-plus.yaml"
     validated = yaml.safe_load(profile.read_text())["ft"]
-    assert RECIPES["3phase+"].phases == ["ft"]
-    assert RECIPES["3phase+"].overrides()["ft"] == validated
+    assert RECIPES["ft+st"].phases == ["ft", "st"]
+    assert RECIPES["ft+st"].overrides() == {"ft": validated}

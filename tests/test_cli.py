@@ -178,7 +178,7 @@ def test_unseen_test_labels_are_reported_by_name(tmp_path, tiny_model):
 def test_recipes_command_lists_all_eight():
     result = runner.invoke(app, ["recipes"])
     assert result.exit_code == 0
-    for name in ("3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft", "3phase+"):
+    for name in ("3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft", "ft+st"):
         assert name in result.output
 
 

@@ -111,16 +111,44 @@ class FTConfig:
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.1
     names_in_batch: bool = False
-    self_training_rounds: int = 0
-    pseudo_labels_per_class: int = 64
-    pseudo_label_confidence: float = 0.9
-    self_training_pool: int | None = 5000
     weight_interpolation: float = 1.0
     head_refit: str = "none"
 
 
-PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": CLConfig, "joint": JointConfig, "ft": FTConfig}
-PHASE_TITLES = {"dae": "DAE", "cl": "CL", "joint": "Joint", "ft": "FT"}
+@dataclass
+class STConfig:
+    """Phase st: self-training after FT. The FT classifier labels the unlabelled pool and students train with FT's options.
+
+    ``pool``: how many unlabelled texts (a seeded sample; None: every one). ``selection``: ``top_k``, ``balanced``,
+    ``threshold`` or ``broad`` (see :func:`phasefit.phases.st.choose_pseudo_labels`), with ``per_class`` (None: no
+    cap) and ``confidence``. ``labels``: ``hard`` or ``soft`` (the teacher's distribution). ``pseudo_weight``: a
+    pseudo-labelled row's weight in the loss against a labelled row's 1. ``student_start``: ``base`` (the encoder as
+    FT found it) or ``teacher``. ``noise``: the share of words deleted from pseudo-labelled inputs, afresh at every
+    read. ``rounds``: at most this many; ``until_no_gain`` stops at the first student that does not beat the best.
+    """
+
+    rounds: int = 1
+    until_no_gain: bool = True
+    pool: int | None = 5000
+    selection: str = "top_k"
+    per_class: int | None = 64
+    confidence: float = 0.9
+    labels: str = "hard"
+    pseudo_weight: float = 1.0
+    student_start: str = "base"
+    noise: float = 0.0
+    batch_size: int = 128
+
+
+PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": CLConfig, "joint": JointConfig, "ft": FTConfig, "st": STConfig}
+PHASE_TITLES = {"dae": "DAE", "cl": "CL", "joint": "Joint", "ft": "FT", "st": "ST"}
+# Options that moved: a config that still names one is told where it went.
+MOVED_OPTIONS = {
+    "ft.self_training_rounds": "st.rounds (self-training is the st phase now: recipe ft+st, or add st after ft)",
+    "ft.pseudo_labels_per_class": "st.per_class",
+    "ft.pseudo_label_confidence": "st.confidence",
+    "ft.self_training_pool": "st.pool",
+}
 
 
 @dataclass
@@ -181,10 +209,15 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "head_warmup_steps": (">= 0", lambda v: v >= 0),
     "contrastive_weight": (">= 0", lambda v: v >= 0),
     "contrastive_temperature": ("> 0", lambda v: v > 0),
-    "self_training_rounds": (">= 0", lambda v: v >= 0),
-    "pseudo_labels_per_class": (">= 1", lambda v: v >= 1),
-    "self_training_pool": ("a whole number >= 1", lambda v: v is None or v >= 1),
-    "pseudo_label_confidence": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "rounds": (">= 1", lambda v: v >= 1),
+    "pool": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "selection": ("one of top_k, balanced, threshold, broad", lambda v: v in {"top_k", "balanced", "threshold", "broad"}),
+    "per_class": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "confidence": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "labels": ("hard or soft", lambda v: v in {"hard", "soft"}),
+    "pseudo_weight": ("> 0", lambda v: v > 0),
+    "student_start": ("base or teacher", lambda v: v in {"base", "teacher"}),
+    "noise": ("in [0, 1)", lambda v: 0 <= v < 1),
     "weight_interpolation": ("in (0, 1]", lambda v: 0 < v <= 1),
     "head_refit": ("none or logistic", lambda v: v in {"none", "logistic"}),
     "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),
@@ -264,6 +297,8 @@ def _convert(value: Any, target: type, where: str) -> Any:
 def _unknown_option(key: str, names: list[str], prefix: str) -> ConfigError:
     import difflib
 
+    if f"{prefix}{key}" in MOVED_OPTIONS:
+        return ConfigError(f"option {prefix}{key} has moved: it is now {MOVED_OPTIONS[prefix + key]}.")
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     hint = f" Did you mean {prefix}{close[0]}?" if close else ""
     return ConfigError(f"unknown option {prefix}{key}.{hint} The options of {prefix.rstrip('.') or 'a run'} are {', '.join(names)}.")

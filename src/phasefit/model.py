@@ -143,12 +143,21 @@ class EncoderClassifier(nn.Module):
         for name in self.class_feature_names:  # buffers, so that they follow the module to its device; not saved
             self.register_buffer(f"class_{name}", class_features[name], persistent=False)
 
-    def forward(self, labels: torch.Tensor | None = None, **features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, labels: torch.Tensor | None = None, targets: torch.Tensor | None = None, weights: torch.Tensor | None = None, **features: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Logits, and with ``labels`` the loss: cross-entropy, or against ``targets`` (one distribution per row, for
+        pseudo-labelled rows) weighted per row by ``weights``; plus the contrastive term when it is on."""
         embeddings = self.encoder(features)["sentence_embedding"]
         logits = self.head(embeddings)
         output = {"logits": logits}
         if labels is not None:
-            output["loss"] = nn.functional.cross_entropy(logits, labels)
+            if targets is None:
+                output["loss"] = nn.functional.cross_entropy(logits, labels)
+            else:
+                per_row = -(targets * nn.functional.log_softmax(logits, dim=-1)).sum(dim=-1)
+                weights = torch.ones_like(per_row) if weights is None else weights
+                output["loss"] = (per_row * weights).sum() / weights.sum().clamp_min(1e-8)
             if self.contrastive is not None and self.training:
                 members, member_labels = embeddings, labels
                 if self.class_feature_names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -28,8 +29,9 @@ from .model import PhaseFitModel
 from .phases.cl import train_cl
 from .phases.common import PhaseRun
 from .phases.dae import train_dae
-from .phases.ft import FTData, train_ft
+from .phases.ft import FTData, state_copy, train_ft
 from .phases.joint import train_joint
+from .phases.st import Pool, clean_pool, train_st
 from .recipes import Recipe, parse_recipe, resolve
 
 logger = logging.getLogger(__name__)
@@ -237,7 +239,7 @@ def train(
         notes.append(f"max_length {max_length} tokens truncates " + ", ".join(f"{share:.1%} of {name}" for name, share in truncated.items() if share))
         logger.warning(notes[-1])
     encoder.max_seq_length = max_length
-    runner = _RecipeRunner(data, config, max_length, Path(work_dir) if work_dir is not None else None)
+    runner = _RecipeRunner(data, config, recipe, max_length, Path(work_dir) if work_dir is not None else None)
     progress = progress if distributed.is_main_process() else None
     snapshot_rows = _snapshot_rows(data.validation, config.snapshot_examples, config.seed) if distributed.is_main_process() else []
     snapshot_texts = [data.validation.texts[i] for i in snapshot_rows]
@@ -301,7 +303,7 @@ def _token_limit(encoder: SentenceTransformer, data: LabelledData, config: RunCo
 class _RecipeRunner:
     """Runs a recipe's steps on one encoder: each encoder phase's output cached by the hash of its inputs, FT last."""
 
-    def __init__(self, data: LabelledData, config: RunConfig, max_length: int, work: Path | None) -> None:
+    def __init__(self, data: LabelledData, config: RunConfig, recipe: Recipe, max_length: int, work: Path | None) -> None:
         self.data, self.config, self.max_length, self.work = data, config, max_length, work
         self.caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
         self.train_codes = data.label_codes(data.train)
@@ -312,6 +314,20 @@ class _RecipeRunner:
         self.phase_stats: dict[str, dict[str, Any]] = {}
         self.cached: list[str] = []
         self.head = None
+        self.ft_data = FTData(
+            data.train.texts, self.train_codes[:, -1], data.validation.texts, data.label_codes(data.validation)[:, -1], len(data.classes), self.class_texts
+        )
+        self.ft_key = ""
+        # A self-training student that starts from the encoder as FT found it needs that encoder kept.
+        self.keeps_ft_start = "st" in recipe.phases and config.phases["st"].student_start == "base"
+        self.ft_start: dict[str, Any] | None = None
+
+    def pool(self, st_config: Any) -> Pool:
+        """The unlabelled texts without copies of validation, test or labelled texts, then a seeded sample of ``st.pool``."""
+        data = self.data
+        held_out = [*data.validation.texts, *(data.test.texts if data.test is not None else [])]
+        cleaned = clean_pool(data.unlabelled_texts, data.train.texts, held_out)
+        return dataclasses.replace(cleaned, texts=_pool_sample(cleaned.texts, st_config.pool, self.config.seed))
 
     def run_step(self, index: int, phase: str, encoder: SentenceTransformer, callbacks: list[TrainerCallback], scratch: Path) -> SentenceTransformer:
         config, data = self.config, self.data
@@ -325,17 +341,24 @@ class _RecipeRunner:
             return PhaseRun(config.seed + index, checkpoints / f"{index}-{phase}-{folder_key}", callbacks, checkpoint_steps, config.precision, self.max_length)
 
         if phase == "ft":
-            ft_data = FTData(
-                data.train.texts,
-                self.train_codes[:, -1],
-                data.validation.texts,
-                data.label_codes(data.validation)[:, -1],
-                len(data.classes),
-                self.class_texts,
-                _pool_sample(data.unlabelled_texts, phase_config.self_training_pool, config.seed),
+            if self.keeps_ft_start:
+                self.ft_start = state_copy(encoder)
+            self.ft_key = fingerprint(self.key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, self.class_texts)
+            self.head, stats = train_ft(encoder, self.ft_data, phase_config, phase_run(self.ft_key))
+        elif phase == "st":
+            pool = self.pool(phase_config)
+            logger.info(
+                "st: pool of %d unlabelled texts (%d offered; dropped %d copies of validation / test texts, %d of labelled ones)",
+                len(pool.texts),
+                pool.offered,
+                pool.dropped_held_out,
+                pool.dropped_labelled,
             )
-            folder_key = fingerprint(self.key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, self.class_texts)
-            self.head, stats = train_ft(encoder, ft_data, phase_config, phase_run(folder_key))
+            self.ft_key = fingerprint(self.ft_key, phase, asdict(phase_config), config.seed + index)
+            teacher = self.phase_stats["ft"]
+            encoder, self.head, stats = train_st(
+                encoder, self.head, self.ft_data, pool, config.phases["ft"], phase_config, phase_run(self.ft_key), teacher, self.ft_start
+            )
         else:
             inputs = _phase_inputs(phase, data, phase_config, config.seed)
             self.key = fingerprint(self.key, phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])

@@ -2,12 +2,14 @@
 
 Beyond the paper, as options: a prototype head initialised from the class names, LP-FT's head
 warm-up, a supervised contrastive term beside cross-entropy (optionally with the class names as batch
-members), self-training on the pool, WiSE-FT's interpolation between the starting and the
-fine-tuned weights, and SetFit's logistic-regression head fit on the fine-tuned encoder.
+members), WiSE-FT's interpolation between the starting and the fine-tuned weights, and SetFit's
+logistic-regression head fit on the fine-tuned encoder. Rows pseudo-labelled by the `st` phase train
+beside the labelled ones, with their own targets, weight and input noise.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -29,7 +31,8 @@ from ..distributed import is_main_process, wait_for_everyone
 from ..errors import ConfigError
 from ..losses import SupervisedContrastiveLoss
 from ..metrics import classification_metrics
-from ..model import ClassificationHead, EncoderClassifier, LinearHead, PhaseFitModel, PrototypeHead
+from ..model import ClassificationHead, EncoderClassifier, LinearHead, PrototypeHead
+from ..noise import delete_words
 from .common import (
     FrozenForSteps,
     MainProcessWritesOnly,
@@ -48,6 +51,36 @@ def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels
     tokenizer = encoder.tokenizer
     encoded = tokenizer(list(texts), truncation=True, max_length=encoder.max_seq_length)
     return Dataset.from_dict({**encoded, "labels": np.asarray(labels, dtype=np.int64)})
+
+
+def training_dataset(encoder: SentenceTransformer, data: FTData, seed: int) -> Dataset:
+    """The labelled rows, plus the pseudo-labelled ones with columns ``targets`` (a distribution over the classes)
+    and ``weights``; with input noise the pseudo rows' words are deleted afresh at every read, then tokenised."""
+    if data.pseudo is None or not len(data.pseudo.texts):
+        return tokenized_dataset(encoder, data.train_texts, data.train_labels)
+    pseudo, n_gold = data.pseudo, len(data.train_texts)
+    gold_targets = np.eye(data.n_classes, dtype=np.float32)[np.asarray(data.train_labels, dtype=np.int64)]
+    columns = {
+        "text": [*data.train_texts, *pseudo.texts],
+        "labels": np.concatenate([np.asarray(data.train_labels, dtype=np.int64), pseudo.targets.argmax(axis=1)]),
+        "targets": np.concatenate([gold_targets, np.asarray(pseudo.targets, dtype=np.float32)]),
+        "weights": np.array([1.0] * n_gold + [pseudo.weight] * len(pseudo.texts), dtype=np.float32),
+        "noisy": [False] * n_gold + [pseudo.noise > 0] * len(pseudo.texts),
+    }
+    tokenizer, max_length = encoder.tokenizer, encoder.max_seq_length
+    if not pseudo.noise:
+        encoded = tokenizer(columns["text"], truncation=True, max_length=max_length)
+        return Dataset.from_dict({**encoded, **{key: columns[key] for key in ("labels", "targets", "weights")}})
+    rng = np.random.default_rng(seed)
+
+    def noised_and_tokenised(batch: dict[str, list]) -> dict[str, list]:
+        texts = [delete_words(text, pseudo.noise, rng) if noisy else text for text, noisy in zip(batch["text"], batch["noisy"])]
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
+        return {**encoded, "labels": batch["labels"], "targets": batch["targets"], "weights": batch["weights"]}
+
+    dataset = Dataset.from_dict(columns)
+    dataset.set_transform(noised_and_tokenised)
+    return dataset
 
 
 class _ClassifierTrainer(MainProcessWritesOnly, Trainer):
@@ -78,8 +111,19 @@ def evaluation_interval(n_examples: int, batch_size: int) -> int:
 
 
 @dataclass(frozen=True)
+class PseudoRows:
+    """Pool texts a teacher labelled: their targets (one-hot or the teacher's distribution), their weight
+    against a labelled row's 1, and the word-deletion ratio applied to them afresh at every read (0: none)."""
+
+    texts: Sequence[str]
+    targets: np.ndarray
+    weight: float = 1.0
+    noise: float = 0.0
+
+
+@dataclass(frozen=True)
 class FTData:
-    """What FT trains on: labelled train and validation texts, and what the options beyond the paper read."""
+    """What FT trains on: labelled train and validation texts, the class names, and pseudo-labelled rows (the st phase)."""
 
     train_texts: Sequence[str]
     train_labels: np.ndarray
@@ -87,15 +131,10 @@ class FTData:
     validation_labels: np.ndarray
     n_classes: int
     class_texts: Sequence[str] | None = None  # the label names (or descriptions) in code order, for prototype heads
-    unlabelled_texts: Sequence[str] = ()  # the pool that self-training pseudo-labels
+    pseudo: PseudoRows | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "unlabelled_texts", list(self.unlabelled_texts))
-
-    def with_pseudo_labels(self, texts: Sequence[str], labels: np.ndarray) -> "FTData":
-        return dataclasses.replace(
-            self, train_texts=[*self.train_texts, *texts], train_labels=np.concatenate([self.train_labels, np.asarray(labels, dtype=np.int64)])
-        )
+    def with_pseudo_rows(self, rows: PseudoRows) -> "FTData":
+        return dataclasses.replace(self, pseudo=rows)
 
 
 def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
@@ -103,53 +142,26 @@ def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: 
 
     With ``config.learning_rate_grid``, the phase trains once per encoder learning rate of the grid,
     each from the same starting encoder, and keeps the run with the best validation ``metric``
-    (ties go to the smaller rate). Finished trials are kept in ``workdir`` (weights and scores), so
-    a resumed phase skips them.
-
-    With ``config.self_training_rounds``, the trained classifier then labels ``data.unlabelled_texts``;
-    its most confident predictions per class join the labelled texts and the phase trains again
-    from the same starting encoder. The round's model is kept only if its validation ``metric`` is
-    better.
+    (ties go to the smaller rate). Finished trials are kept in ``run.workdir`` (weights and scores),
+    so a resumed phase skips them.
 
     With ``config.head_refit == "logistic"`` the head is then replaced by a logistic regression fit
     on the fine-tuned encoder's embeddings of the labelled texts.
     """
-    head, stats = _train_and_self_train(run.limit_tokens(encoder), data, config, run)
+    head, stats = fit_classifier(run.limit_tokens(encoder), data, config, run)
     if config.head_refit == "logistic":
         return refit_logistic_head(encoder, data, config, run.seed, stats)
     return head, stats
 
 
-def _train_and_self_train(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
-    n_classes = data.n_classes
-    start = state_copy(encoder) if config.self_training_rounds else None
-    head, stats = _train_best_rate(encoder, data, config, run)
-    if not config.self_training_rounds:
-        return head, stats
-    if not data.unlabelled_texts:
-        stats["self_training"] = [{"round": 1, "pseudo_labels": 0, "kept": False, "why": "no unlabelled texts"}]
-        return head, stats
-    rounds = []
-    key = "best_validation_" + config.metric
-    sign = -1.0 if config.metric == "loss" else 1.0
-    for round_number in range(1, config.self_training_rounds + 1):
-        texts, labels = pseudo_labels(PhaseFitModel(encoder, head, [str(code) for code in range(n_classes)]), data, config)
-        if not len(texts):
-            rounds.append({"round": round_number, "pseudo_labels": 0, "kept": False})
-            break
-        best_weights = state_copy(EncoderClassifier(encoder, head))
-        encoder.load_state_dict(start)
-        student_head, student_stats = _train_best_rate(
-            encoder, data.with_pseudo_labels(texts, labels), config, run.within(f"self-training-{round_number}", round_number)
-        )
-        kept = sign * student_stats[key] > sign * stats[key]
-        rounds.append({"round": round_number, "pseudo_labels": len(texts), key: student_stats[key], "kept": bool(kept)})
-        if not kept:
-            EncoderClassifier(encoder, head).load_state_dict(best_weights)
-            break
-        head, stats = student_head, {**student_stats, "self_training": []}
-    stats["self_training"] = rounds
-    return head, stats
+def best_validation(stats: dict[str, Any], config: FTConfig) -> float:
+    """The validation ``config.metric`` a trained FT reached (its best checkpoint's)."""
+    return float(stats["best_validation_" + config.metric])
+
+
+def better(score: float, than: float, config: FTConfig) -> bool:
+    """Whether ``score`` improves on ``than`` in ``config.metric`` (lower is better for the loss)."""
+    return score < than if config.metric == "loss" else score > than
 
 
 def refit_logistic_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed: int, stats: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
@@ -184,29 +196,13 @@ def refit_logistic_head(encoder: SentenceTransformer, data: FTData, config: FTCo
     return head, refit
 
 
-def pseudo_labels(model: PhaseFitModel, data: FTData, config: FTConfig) -> tuple[list[str], np.ndarray]:
-    """The pool texts the model is surest of: per class at most ``pseudo_labels_per_class``, each at least ``pseudo_label_confidence``.
-
-    Taking the same number from every class keeps the labelled set's balance instead of adding the
-    classes the model already favours.
-    """
-    labelled = set(data.train_texts)
-    pool = [text for text in dict.fromkeys(data.unlabelled_texts) if text not in labelled]
-    if not pool:
-        return [], np.zeros(0, dtype=np.int64)
-    probabilities = model.predict_proba(pool)
-    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
-    chosen: list[int] = []
-    for code in range(data.n_classes):
-        members = np.flatnonzero((predicted == code) & (confidence >= config.pseudo_label_confidence))
-        chosen.extend(members[np.argsort(-confidence[members], kind="stable")][: config.pseudo_labels_per_class].tolist())
-    chosen.sort()
-    return [pool[i] for i in chosen], predicted[chosen].astype(np.int64)
-
-
-def _train_best_rate(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
+def fit_classifier(
+    encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun, initial_head: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """FT's training: once, or once per rate of ``config.learning_rate_grid`` keeping the best; the head starts as
+    a copy of ``initial_head`` (a self-training student that starts from its teacher) or as :func:`new_head` makes it."""
     if not config.learning_rate_grid:
-        return _train_once(encoder, data, config, run)
+        return _train_once(encoder, data, config, run, initial_head)
     start = state_copy(encoder)
     trials = []
     for rate in sorted(set(config.learning_rate_grid)):
@@ -215,7 +211,7 @@ def _train_best_rate(encoder: SentenceTransformer, data: FTData, config: FTConfi
         if not (run.resumable and summary.is_file()):
             encoder.load_state_dict(start)
             trial_config = dataclasses.replace(config, learning_rate=rate, learning_rate_grid=[])
-            head, stats = _train_once(encoder, data, trial_config, run.within(f"lr-{rate:g}/run"))
+            head, stats = _train_once(encoder, data, trial_config, run.within(f"lr-{rate:g}/run"), initial_head)
             if is_main_process():
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 save_model(EncoderClassifier(encoder, head), str(trial_dir / "weights.safetensors"))
@@ -275,17 +271,20 @@ def class_features(encoder: SentenceTransformer, data: FTData, config: FTConfig)
     return {name: tensor.to(encoder.device) for name, tensor in encoded.items()}
 
 
-def _train_once(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
-    train_texts, train_labels, n_classes = data.train_texts, data.train_labels, data.n_classes
-    head = new_head(encoder, data, config, run.seed)
+def _train_once(
+    encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun, initial_head: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    n_classes = data.n_classes
+    n_rows = len(data.train_texts) + (len(data.pseudo.texts) if data.pseudo else 0)
+    head = copy.deepcopy(initial_head).train() if initial_head is not None else new_head(encoder, data, config, run.seed)
     contrastive = SupervisedContrastiveLoss(config.contrastive_temperature) if config.contrastive_weight else None
     classifier = EncoderClassifier(encoder, head, contrastive, config.contrastive_weight, class_features(encoder, data, config))
     encoder.requires_grad_(not config.freeze_encoder)
 
     batch = effective_batch_size(config)
-    steps_per_epoch = math.ceil(len(train_texts) / batch)
+    steps_per_epoch = math.ceil(n_rows / batch)
     max_steps = max(math.ceil(config.epochs * steps_per_epoch), config.min_steps)
-    interval = min(evaluation_interval(len(train_texts), batch), max_steps)
+    interval = min(evaluation_interval(n_rows, batch), max_steps)
     metric = "eval_loss" if config.metric == "loss" else f"eval_{config.metric}"
     args = TrainingArguments(
         **{**common_arguments(config, run.seed, run.workdir, run.precision), "logging_steps": logging_interval(max_steps)},
@@ -319,7 +318,7 @@ def _train_once(encoder: SentenceTransformer, data: FTData, config: FTConfig, ru
     trainer = _ClassifierTrainer(
         model=classifier,
         args=args,
-        train_dataset=tokenized_dataset(encoder, train_texts, train_labels),
+        train_dataset=training_dataset(encoder, data, run.seed),
         eval_dataset=tokenized_dataset(encoder, data.validation_texts, data.validation_labels),
         data_collator=DataCollatorWithPadding(encoder.tokenizer),
         compute_metrics=compute_metrics,
