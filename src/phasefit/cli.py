@@ -149,6 +149,20 @@ def _collect_options(
     return options
 
 
+def _data_options(
+    model: str | None, recipe: str | None, seed: int | None, samples_per_class: int | None, text_column: str | None, label_column: list[str] | None
+) -> dict[str, Any]:
+    """The options that say what to train on and from where, shared by `train` and `tune`."""
+    return {
+        "model": model,
+        "recipe": recipe,
+        "seed": seed,
+        "samples_per_class": samples_per_class,
+        "text_column": text_column,
+        "label_columns": label_column or None,
+    }
+
+
 @app.command("train")
 @_with_phase_options
 @_friendly_errors
@@ -213,12 +227,7 @@ def train_command(
     options = _collect_options(
         config,
         {
-            "model": model,
-            "recipe": recipe,
-            "seed": seed,
-            "samples_per_class": samples_per_class,
-            "text_column": text_column,
-            "label_columns": label_column or None,
+            **_data_options(model, recipe, seed, samples_per_class, text_column, label_column),
             "max_length": max_length,
             "cache_dir": cache_dir,
             "unseen_test_labels": unseen_test_labels,
@@ -428,14 +437,7 @@ def tune_command(
 
     options = _collect_options(
         config,
-        {
-            "model": model,
-            "recipe": recipe,
-            "seed": seed,
-            "samples_per_class": samples_per_class,
-            "text_column": text_column,
-            "label_columns": label_column or None,
-        },
+        _data_options(model, recipe, seed, samples_per_class, text_column, label_column),
         {},
     )
     resolved, _ = resolve(options)
