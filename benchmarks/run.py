@@ -231,10 +231,13 @@ def split_off_held_out(data, selection_size: int, seed: int):
 
 def load_benchmark_data(dataset: str, regime: str, seed: int, data_root: Path, profile: dict[str, Any]):
     """The run's splits. Under a profile with ``held_out_validation: true`` the test split is never scored: the
-    validation split is cut in two, the run chooses on one part and is scored on the other (the record's ``test``)."""
+    validation split is cut in two, the run chooses on one part and is scored on the other (the record's ``test``).
+    Under ``no_validation_split: true`` the run sees only its labelled draw, as a user without a validation split
+    would: its validation rows are a stratified 20 % of that draw (see ``refit_on_all_labels``)."""
     import dataclasses
 
     from phasefit import load_data
+    from phasefit.data import without_validation_split
 
     held_out = bool(profile.get("held_out_validation"))
     data = load_data(
@@ -244,15 +247,17 @@ def load_benchmark_data(dataset: str, regime: str, seed: int, data_root: Path, p
         max_validation_examples=None if held_out else profile.get("max_validation_examples", 1000),
         unseen_test_labels="drop",
     )
-    if not held_out:
-        return data
-    selection, held = split_off_held_out(data, profile.get("max_validation_examples", 1000), seed)
-    return dataclasses.replace(selection, test=held)
+    if held_out:
+        selection, held = split_off_held_out(data, profile.get("max_validation_examples", 1000), seed)
+        data = dataclasses.replace(selection, test=held)
+    return without_validation_split(data, 0.2, seed) if profile.get("no_validation_split") else data
 
 
 def phasefit_options(profile: dict[str, Any], model: str, seed: int, cache_dir: str | None) -> dict[str, Any]:
     options = {key: value for key, value in profile.items() if key in {"dae", "cl", "joint", "ft", "st"}}
-    return {**options, "model": model, "seed": seed, "cache_dir": cache_dir}
+    # A benchmark run trains on its training rows only unless its profile asks for the refit on all labels.
+    refit = profile.get("refit_on_all_labels", "never")
+    return {**options, "model": model, "seed": seed, "cache_dir": cache_dir, "refit_on_all_labels": refit}
 
 
 def without_curve(stats: dict[str, Any]) -> dict[str, Any]:

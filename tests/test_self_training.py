@@ -1,5 +1,6 @@
 """The st phase: a clean pool, the pseudo-label choices, soft targets, weights and noise, and the kept student."""
 
+import dataclasses
 import json
 import warnings
 
@@ -10,6 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 from phasefit import train
 from phasefit.config import FTConfig, STConfig, build_config
+from phasefit.data import Split
 from phasefit.errors import ConfigError
 from phasefit.model import ClassificationHead, EncoderClassifier
 from phasefit.phases.common import PhaseRun
@@ -172,3 +174,58 @@ def test_an_old_self_training_option_names_where_it_went():
         build_config({"ft": {"self_training_rounds": 1}})
     with pytest.raises(ConfigError, match=r"st.selection must be one of top_k, balanced, threshold, broad"):
         build_config({"st": {"selection": "best"}})
+
+
+def test_the_refit_decision_follows_the_option_and_the_count_of_labels(toy_folder, tmp_path):
+    import pandas as pd
+
+    from phasefit import load_data
+    from phasefit.config import RunConfig
+    from phasefit.data import with_validation_merged, without_validation_split
+    from phasefit.pipeline import refit_budget, refits_on_all_labels
+
+    carved = load_data(toy_folder, seed=0)  # no validation file: a stratified 20 % of the 72 rows held out
+    assert carved.validation_carved and refits_on_all_labels(RunConfig(), carved)
+    assert not refits_on_all_labels(RunConfig(refit_on_all_labels="never"), carved)
+    pd.read_json(toy_folder / "test.jsonl", lines=True).to_json(toy_folder / "validation.jsonl", orient="records", lines=True)
+    given = load_data(toy_folder, seed=0)
+    assert not given.validation_carved and not refits_on_all_labels(RunConfig(refit_on_all_labels="always"), given)
+    many = dataclasses.replace(carved, train=Split(carved.train.texts * 6, carved.train.labels * 6))  # over 100 rows a class
+    assert not refits_on_all_labels(RunConfig(), many) and refits_on_all_labels(RunConfig(refit_on_all_labels="always"), many)
+
+    user = without_validation_split(load_data(toy_folder, seed=0, samples_per_class=5), 0.2, seed=1)
+    assert len(user.train) + len(user.validation) == 15 and user.validation_carved
+    merged = with_validation_merged(user)
+    assert len(merged.train) == 15 and len(merged.validation) == 0 and not merged.validation_carved
+
+    stats = {
+        "ft": {"best_step": 30, "chosen_learning_rate": 5e-5},
+        "st": {"rounds": [{"kept": True, "best_step": 12}, {"kept": True, "best_step": 9}, {"kept": False, "best_step": 40}]},
+    }
+    config, round_steps = refit_budget(RunConfig(phases={**RunConfig().phases, "ft": FTConfig(learning_rate_grid=[1e-5, 5e-5])}), stats)
+    assert (config.phases["ft"].fixed_steps, config.phases["ft"].learning_rate, config.phases["ft"].learning_rate_grid) == (30, 5e-5, [])
+    assert round_steps == [12, 9]
+    assert refit_budget(RunConfig(), {"ft": {"best_step": 0}})[1] is None
+
+
+def test_without_a_validation_split_the_run_refits_on_every_labelled_row(toy_folder, fast_options):
+    from phasefit import load_data
+    from phasefit.data import without_validation_split
+
+    user = without_validation_split(load_data(toy_folder, seed=0, samples_per_class=5), 0.2, seed=1)
+    result = train(user, {**fast_options, "recipe": "ft+st", "st": {"per_class": 4, "confidence": 0.0}})
+    budget = result.phase_stats["budget_pass"]
+    assert result.phase_stats["ft"]["steps"] == max(1, budget["ft"]["best_step"]) and result.phase_stats["ft"]["evaluations"] == 0
+    kept = [entry for entry in budget["st"]["rounds"] if entry["kept"]]
+    assert [entry["steps"] for entry in result.phase_stats["st"]["rounds"]] == [max(1, entry["best_step"]) for entry in kept]
+    assert any(note.startswith("refit on all 15 labelled rows") for note in result.data_notes)
+    assert result.validation_metrics["n_examples"] == len(user.validation)  # the chosen-on model's scores
+    assert result.test_metrics["n_examples"] == 30
+
+
+def test_a_fixed_budget_trains_exactly_its_steps_without_validation(tiny_model, toy, tmp_path):
+    texts, labels = toy
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    config = FTConfig(**{**FAST_FT.__dict__, "fixed_steps": 7})
+    head, stats = fit_classifier(encoder, FTData(texts, labels, [], np.array([], dtype=np.int64), 3), config, PhaseRun(0, tmp_path / "fixed"))
+    assert stats["steps"] == 7 and stats["best_step"] == 7 and stats["evaluations"] == 0

@@ -89,7 +89,11 @@ class JointConfig(CLConfig):
 
 @dataclass
 class FTConfig:
-    """Phase 3: fine-tuning with a two-layer MLP head, early stopping on validation."""
+    """Phase 3: fine-tuning with a two-layer MLP head, early stopping on validation.
+
+    ``fixed_steps``: train exactly this many optimiser steps, with no evaluation and no stopping (a budget chosen
+    before, as the refit on all labels does).
+    """
 
     epochs: float = 50.0
     min_steps: int = 200
@@ -113,6 +117,7 @@ class FTConfig:
     names_in_batch: bool = False
     weight_interpolation: float = 1.0
     head_refit: str = "none"
+    fixed_steps: int | None = None
 
 
 @dataclass
@@ -174,6 +179,7 @@ class RunConfig:
     logging_dir: str | None = None
     trust_remote_code: bool = False
     precision: str = "auto"
+    refit_on_all_labels: str = "auto"
     phases: dict[str, Any] = field(default_factory=lambda: {name: cls() for name, cls in PHASE_CONFIGS.items()})
 
     def to_dict(self) -> dict[str, Any]:
@@ -220,6 +226,8 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "noise": ("in [0, 1)", lambda v: 0 <= v < 1),
     "weight_interpolation": ("in (0, 1]", lambda v: 0 < v <= 1),
     "head_refit": ("none or logistic", lambda v: v in {"none", "logistic"}),
+    "fixed_steps": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "refit_on_all_labels": ("one of auto, always, never", lambda v: v in {"auto", "always", "never"}),
     "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),
     "max_length_percentile": ("in (0, 100]", lambda v: 0 < v <= 100),
     "precision": ("one of auto, bf16, fp16, fp32", lambda v: v in {"auto", "bf16", "fp16", "fp32"}),

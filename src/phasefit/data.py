@@ -5,6 +5,7 @@ Everything here is plain Python, numpy and pandas: no torch, no training.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class LabelledData:
     label_columns: tuple[str, ...] = ("label",)
     source: str = "<in memory>"
     notes: list[str] = field(default_factory=list)
+    validation_carved: bool = False  # the validation rows were held out of the labelled training rows
 
     @property
     def classes(self) -> list[str]:
@@ -360,7 +362,21 @@ def load_data(
     test = splits.get("test")
     if test is not None:
         test = _drop_unseen(test, known, f"{where} [test]", unseen_test_labels, notes)
-    return LabelledData(train, validation, test, unlabelled, label_columns, where, notes)
+    return LabelledData(train, validation, test, unlabelled, label_columns, where, notes, validation_carved="validation" not in splits)
+
+
+def without_validation_split(data: LabelledData, fraction: float, seed: int) -> LabelledData:
+    """``data`` as a user who holds only its labelled training rows would have it: validation is a stratified,
+    seeded ``fraction`` of those rows (its own validation rows are dropped, neither labelled nor unlabelled)."""
+    kept, held = stratified_split(data.train.classes, fraction, np.random.default_rng(seed))
+    note = f"no validation split: held out a stratified {fraction:.0%} of the {len(data.train)} labelled rows ({len(held)} rows, seed {seed})"
+    return dataclasses.replace(data, train=data.train.subset(kept), validation=data.train.subset(held), notes=[*data.notes, note], validation_carved=True)
+
+
+def with_validation_merged(data: LabelledData) -> LabelledData:
+    """``data`` whose training rows are its training and validation rows together, and with no validation rows."""
+    merged = Split([*data.train.texts, *data.validation.texts], [*data.train.labels, *data.validation.labels])
+    return dataclasses.replace(data, train=merged, validation=data.validation.subset([]), validation_carved=False)
 
 
 def _drop_unseen(split: Split, known: set[str], where: str, policy: UnseenLabels, notes: list[str]) -> Split:

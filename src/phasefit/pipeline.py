@@ -21,7 +21,7 @@ from . import distributed
 from ._version import __version__
 from .cache import PhaseCache, fingerprint, run_ingredients
 from .config import PHASE_TITLES, RunConfig
-from .data import LabelledData, Split, load_data
+from .data import LabelledData, Split, load_data, with_validation_merged
 from .errors import ConfigError, ModelFilesError
 from .label_names import label_texts, read_label_descriptions
 from .metrics import classification_metrics
@@ -232,6 +232,66 @@ def train(
         data = load_configured_data(data, config)
         for note in data.notes:
             logger.info(note)
+    work = Path(work_dir) if work_dir is not None else None
+    result = _train_pass(data, config, recipe, progress, work)
+    if not refits_on_all_labels(config, data):
+        return result
+    budget, round_steps = refit_budget(config, result.phase_stats)
+    logger.info("refit on all %d labelled rows with the budget chosen on the %d held out", len(data.train) + len(data.validation), len(data.validation))
+    refit = _train_pass(with_validation_merged(data), budget, recipe, progress, work / "refit" if work else None, round_steps)
+    steps = [refit.phase_stats["ft"]["steps"], *[entry["steps"] for entry in refit.phase_stats.get("st", {}).get("rounds", [])]]
+    note = (
+        f"refit on all {len(data.train) + len(data.validation)} labelled rows: the budget (FT and each kept self-training round: "
+        f"{', '.join(map(str, steps))} steps) was chosen on the {len(data.validation)} held out; the validation scores are the chosen-on model's"
+    )
+    return dataclasses.replace(
+        refit,
+        validation_metrics=result.validation_metrics,
+        phase_seconds={phase: round(result.phase_seconds.get(phase, 0.0) + seconds, 2) for phase, seconds in refit.phase_seconds.items()},
+        phase_stats={**refit.phase_stats, "budget_pass": result.phase_stats},
+        data_notes=[*result.data_notes, note],
+        data_sizes=result.data_sizes,
+        snapshots=result.snapshots,
+        snapshot_labels=result.snapshot_labels,
+    )
+
+
+# A validation split held out of at most this many labelled rows per class costs labels worth having back.
+REFIT_AUTO_PER_CLASS = 100
+
+
+def refits_on_all_labels(config: RunConfig, data: LabelledData) -> bool:
+    """Whether the run trains again on its training and validation rows together (``refit_on_all_labels``): ``always``,
+    ``never``, or ``auto``: when the validation rows were held out of the labelled ones and those were few (at most
+    ``REFIT_AUTO_PER_CLASS`` per class)."""
+    if config.refit_on_all_labels == "never" or not data.validation_carved or not len(data.validation):
+        return False
+    return config.refit_on_all_labels == "always" or len(data.train) + len(data.validation) <= REFIT_AUTO_PER_CLASS * len(data.classes)
+
+
+def refit_budget(config: RunConfig, phase_stats: Mapping[str, Any]) -> tuple[RunConfig, list[int] | None]:
+    """The config of the refit (FT for exactly the steps its best checkpoint had, at the learning rate chosen) and
+    the steps of each self-training round that was kept (None without an st phase)."""
+    ft_stats = phase_stats["ft"]
+    ft = dataclasses.replace(
+        config.phases["ft"],
+        fixed_steps=max(1, int(ft_stats["best_step"])),
+        learning_rate=ft_stats.get("chosen_learning_rate", config.phases["ft"].learning_rate),
+        learning_rate_grid=[],
+    )
+    round_steps = [max(1, int(entry["best_step"])) for entry in phase_stats["st"]["rounds"] if entry["kept"]] if "st" in phase_stats else None
+    return dataclasses.replace(config, phases={**config.phases, "ft": ft}), round_steps
+
+
+def _train_pass(
+    data: LabelledData,
+    config: RunConfig,
+    recipe: Recipe,
+    progress: Callable[[str], TrainerCallback] | None,
+    work: Path | None,
+    round_steps: list[int] | None = None,
+) -> TrainResult:
+    """One run of the recipe's phases on ``data``; with ``round_steps``, the st phase trains that fixed budget."""
     encoder = load_encoder(config.model, config.trust_remote_code).to(distributed.state().device)
     max_length, truncated = _token_limit(encoder, data, config)
     notes = list(data.notes)
@@ -239,7 +299,7 @@ def train(
         notes.append(f"max_length {max_length} tokens truncates " + ", ".join(f"{share:.1%} of {name}" for name, share in truncated.items() if share))
         logger.warning(notes[-1])
     encoder.max_seq_length = max_length
-    runner = _RecipeRunner(data, config, recipe, max_length, Path(work_dir) if work_dir is not None else None)
+    runner = _RecipeRunner(data, config, recipe, max_length, work, round_steps)
     progress = progress if distributed.is_main_process() else None
     snapshot_rows = _snapshot_rows(data.validation, config.snapshot_examples, config.seed) if distributed.is_main_process() else []
     snapshot_texts = [data.validation.texts[i] for i in snapshot_rows]
@@ -262,7 +322,7 @@ def train(
         "seed": config.seed,
     }
     model = PhaseFitModel(encoder, runner.head, data.classes, info)
-    validation_metrics = evaluate_split(model, data.validation)
+    validation_metrics = evaluate_split(model, data.validation) if len(data.validation) else {}
     test_metrics = evaluate_split(model, data.test) if data.test is not None and len(data.test) else None
     sizes = f"{len(data.train)} labelled training examples, {len(data.validation)} validation, {len(data.test) if data.test else 0} test, {len(data.unlabelled_texts)} unlabelled texts."
     return TrainResult(
@@ -303,8 +363,8 @@ def _token_limit(encoder: SentenceTransformer, data: LabelledData, config: RunCo
 class _RecipeRunner:
     """Runs a recipe's steps on one encoder: each encoder phase's output cached by the hash of its inputs, FT last."""
 
-    def __init__(self, data: LabelledData, config: RunConfig, recipe: Recipe, max_length: int, work: Path | None) -> None:
-        self.data, self.config, self.max_length, self.work = data, config, max_length, work
+    def __init__(self, data: LabelledData, config: RunConfig, recipe: Recipe, max_length: int, work: Path | None, round_steps: list[int] | None = None) -> None:
+        self.data, self.config, self.max_length, self.work, self.round_steps = data, config, max_length, work, round_steps
         self.caches = [PhaseCache(config.cache_dir), PhaseCache(work / "phases" if work else None)]
         self.train_codes = data.label_codes(data.train)
         descriptions = read_label_descriptions(config.label_descriptions, data.classes) if config.label_descriptions else None
@@ -357,7 +417,7 @@ class _RecipeRunner:
             self.ft_key = fingerprint(self.ft_key, phase, asdict(phase_config), config.seed + index)
             teacher = self.phase_stats["ft"]
             encoder, self.head, stats = train_st(
-                encoder, self.head, self.ft_data, pool, config.phases["ft"], phase_config, phase_run(self.ft_key), teacher, self.ft_start
+                encoder, self.head, self.ft_data, pool, config.phases["ft"], phase_config, phase_run(self.ft_key), teacher, self.ft_start, self.round_steps
             )
         else:
             inputs = _phase_inputs(phase, data, phase_config, config.seed)

@@ -283,22 +283,27 @@ def _train_once(
 
     batch = effective_batch_size(config)
     steps_per_epoch = math.ceil(n_rows / batch)
-    max_steps = max(math.ceil(config.epochs * steps_per_epoch), config.min_steps)
+    max_steps = config.fixed_steps or max(math.ceil(config.epochs * steps_per_epoch), config.min_steps)
     interval = min(evaluation_interval(n_rows, batch), max_steps)
     metric = "eval_loss" if config.metric == "loss" else f"eval_{config.metric}"
+    # With fixed_steps the budget was chosen elsewhere (on validation rows that now train too): no evaluation, no stopping.
+    choosing = {
+        "eval_strategy": "steps",
+        "eval_steps": interval,
+        "save_strategy": "steps",
+        "save_steps": interval,
+        "save_total_limit": 1,
+        "load_best_model_at_end": True,
+        "restore_callback_states_from_checkpoint": True,  # else a resumed run restarts its early-stopping count from zero
+        "metric_for_best_model": metric,
+        "greater_is_better": config.metric != "loss",
+    }
+    fixed = {"eval_strategy": "no", **({"save_strategy": "steps", "save_steps": interval, "save_total_limit": 1} if run.resumable else {"save_strategy": "no"})}
     args = TrainingArguments(
         **{**common_arguments(config, run.seed, run.workdir, run.precision), "logging_steps": logging_interval(max_steps)},
         max_steps=max_steps,
-        eval_strategy="steps",
-        eval_steps=interval,
-        save_strategy="steps",
-        save_steps=interval,
-        save_total_limit=1,
+        **(fixed if config.fixed_steps else choosing),
         save_only_model=not run.resumable,
-        load_best_model_at_end=True,
-        restore_callback_states_from_checkpoint=True,  # else a resumed run restarts its early-stopping count from zero
-        metric_for_best_model=metric,
-        greater_is_better=config.metric != "loss",
         remove_unused_columns=False,
         label_names=["labels"],
         warmup_steps=min(max_steps // 10, 100),
@@ -319,11 +324,11 @@ def _train_once(
         model=classifier,
         args=args,
         train_dataset=training_dataset(encoder, data, run.seed),
-        eval_dataset=tokenized_dataset(encoder, data.validation_texts, data.validation_labels),
+        eval_dataset=None if config.fixed_steps else tokenized_dataset(encoder, data.validation_texts, data.validation_labels),
         data_collator=DataCollatorWithPadding(encoder.tokenizer),
         compute_metrics=compute_metrics,
         optimizers=(optimizer, None),
-        callbacks=[EarlyStoppingAfter(config.patience, min_steps=config.min_steps), *run.callbacks, *head_warmup],
+        callbacks=[*([] if config.fixed_steps else [EarlyStoppingAfter(config.patience, min_steps=config.min_steps)]), *run.callbacks, *head_warmup],
     )
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
@@ -340,7 +345,8 @@ def _train_once(
     if start_weights is not None:
         interpolate_weights(classifier, start_weights, config.weight_interpolation)
         interpolation = {"validation_before_interpolation": best, "weight_interpolation": config.weight_interpolation}
-        best = float(trainer.evaluate()[metric])  # what a learning-rate grid or self-training compares is the model this phase returns
+        if not config.fixed_steps:  # what a learning-rate grid or self-training compares is the model this phase returns
+            best = float(trainer.evaluate()[metric])
     if is_main_process():
         shutil.rmtree(run.workdir, ignore_errors=True)
     evaluations = [entry for entry in history if "eval_loss" in entry]
@@ -349,7 +355,7 @@ def _train_once(
         "steps": trainer.state.global_step,
         "effective_batch_size": batch,
         "best_validation_" + config.metric: best,
-        "best_step": int(trainer.state.best_global_step or 0),
+        "best_step": trainer.state.global_step if config.fixed_steps else int(trainer.state.best_global_step or 0),
         "evaluations": len(evaluations),
         "resumed_from_step": checkpoint_step(resume_from),
         **interpolation,

@@ -12,6 +12,7 @@ punctuation) copies of them are dropped before the phase, and counted in its sta
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -150,6 +151,7 @@ def train_st(
     run: PhaseRun,
     teacher_stats: dict[str, Any],
     start: dict[str, torch.Tensor] | None = None,
+    round_steps: Sequence[int] | None = None,
 ) -> tuple[SentenceTransformer, nn.Module, dict[str, Any]]:
     """Self-train the FT classifier (``encoder`` + ``head``, scored ``teacher_stats`` on validation) on ``pool``.
 
@@ -158,7 +160,12 @@ def train_st(
     teacher (``student_start: teacher``, or no ``start`` given). Returns the best model on validation and the phase's stats:
     the teacher's score and, per round, the pseudo-labels taken, the student's score and steps and
     whether it was kept.
+
+    With ``round_steps`` (a budget chosen before, on validation rows that now train too) there is one
+    round per entry, its student trains exactly that many steps, and every student is kept.
     """
+    fixed = round_steps is not None
+    rounds = len(round_steps) if fixed else config.rounds
     run.limit_tokens(encoder)
     labels = [str(code) for code in range(data.n_classes)]
     best_score = best_validation(teacher_stats, ft_config)
@@ -171,7 +178,7 @@ def train_st(
         stats["why"] = "no unlabelled texts left in the pool"
         return encoder, head, stats
     kept = state_copy(EncoderClassifier(encoder, head))
-    for number in range(1, config.rounds + 1):
+    for number in range(1, rounds + 1):
         round_dir = run.workdir / f"round-{number}"
         summary_file = round_dir / "round.json"
         if run.resumable and summary_file.is_file():
@@ -195,8 +202,9 @@ def train_st(
                 initial_head = None
             else:
                 initial_head = head
+            student_config = dataclasses.replace(ft_config, fixed_steps=round_steps[number - 1]) if fixed else ft_config
             student_head, student_stats = fit_classifier(
-                encoder, data.with_pseudo_rows(rows), ft_config, run.within(f"round-{number}/train", number), initial_head
+                encoder, data.with_pseudo_rows(rows), student_config, run.within(f"round-{number}/train", number), initial_head
             )
             outcome.update(
                 {
@@ -211,7 +219,7 @@ def train_st(
                 summary_file.write_text(json.dumps(outcome), encoding="utf-8")
             wait_for_everyone()
         score = outcome[f"best_validation_{ft_config.metric}"]
-        improved = better(score, best_score, ft_config)
+        improved = fixed or better(score, best_score, ft_config)
         stats["rounds"].append({**outcome, "kept": bool(improved)})
         if improved:
             best_score, head = score, student_head
