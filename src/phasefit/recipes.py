@@ -100,7 +100,9 @@ def parse_recipe(spec: Any) -> Recipe:
         raise ConfigError(f"recipe {recipe.name!r}: unknown phase {unknown[0]!r}; the phases are {', '.join(PHASE_CONFIGS)}.")
     after_ft = recipe.phases[recipe.phases.index("ft") + 1 :] if "ft" in recipe.phases else []
     if recipe.phases.count("ft") != 1 or any(phase != "st" for phase in after_ft) or recipe.phases.count("st") != len(after_ft):
-        raise ConfigError(f"recipe {recipe.name!r}: must hold one 'ft' phase, which trains the classifier, followed by nothing but 'st' (self-training).")
+        raise ConfigError(
+            f"recipe {recipe.name!r}: must end with the one 'ft' phase that trains the classifier, optionally followed by 'st' phases (self-training)."
+        )
     return recipe
 
 
