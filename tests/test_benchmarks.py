@@ -605,3 +605,27 @@ def test_the_cost_bar_divides_median_wall_times_per_cell_and_names_the_cells_ove
     records.append(record("3phase+", "b", 200.0))
     assert "b/8 2.8x. At most 2x in 1 of 2 cell(s); over it: b/8." in report.cost_ratio_lines(records)[0]
     assert report.cost_ratio_lines([record("setfit", "a", 1.0)]) == []
+
+
+def test_the_paired_rule_wins_or_loses_a_cell_only_with_a_paired_t_test_below_005():
+    steady = {1: 70.0, 2: 80.0, 3: 60.0, 4: 75.0, 5: 65.0}
+    ahead = {seed: value + 1.0 + 0.1 * seed for seed, value in steady.items()}  # +1 on every draw: a win the seed spread hides
+    assert report.paired_verdict(ahead, steady)[0] == "beats" and report.verdict(list(ahead.values()), list(steady.values())) == "ties"
+    outcome, difference, p_value, shared = report.paired_verdict(steady, ahead)
+    assert (outcome, shared) == ("loses", 5) and difference == pytest.approx(-1.3) and p_value < 0.05
+    noisy = {1: 72.0, 2: 78.0, 3: 61.0, 4: 74.0, 5: 66.0}
+    assert report.paired_verdict(noisy, steady)[0] == "ties"
+    assert report.paired_verdict({1: 71.0, 2: 81.0}, {1: 70.0, 2: 80.0})[:2] == ("beats", 1.0)  # the same gain on each draw
+    assert report.paired_verdict({1: 71.0}, {1: 70.0})[0] is None
+    assert report.paired_verdict({1: 70.0, 2: 80.0, 9: 50.0}, {1: 70.0, 2: 80.0, 7: 90.0})[0] == "ties"  # only shared seeds count
+    seeded, keys = {}, []
+    for dataset in "abcde":
+        for regime in ("8", "64"):
+            keys.append((dataset, regime))
+            seeded[(dataset, regime, "setfit")] = dict(steady)
+            seeded[(dataset, regime, "tuned-ft")] = {seed: value - 5.0 for seed, value in steady.items()}
+            seeded[(dataset, regime, "ft+st")] = dict(ahead if dataset in "abc" else noisy)
+    lines = report.bar_lines(seeded, keys, "ft+st", paired=True)
+    assert lines[0].startswith("- Over 10 cell(s)") and "beats the better peer in 6, ties in 4, loses in 0" in lines[0]
+    assert "**met**" in lines[3]
+    assert any(line.startswith("- a, 8: ft+st beats the better peer (setfit): mean paired difference +1.30 points over 5 seeds") for line in lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
-from .common import compare, in_table_order, run_by_run, verdict, wall_seconds_by_run_key
+from .common import compare, in_table_order, paired_verdict, run_by_run, verdict, wall_seconds_by_run_key
 
 PEERS = ("tuned-ft", "setfit")
 
@@ -19,12 +19,20 @@ BAR_SEEDS = {"8": 5, "64": 3}
 
 
 def bar_lines(
-    seeded, keys, challenger: str = "3phase+", peers: tuple[str, ...] = PEERS, seeds: dict[str, int] = BAR_SEEDS, sign_test_required: bool = True
+    seeded,
+    keys,
+    challenger: str = "3phase+",
+    peers: tuple[str, ...] = PEERS,
+    seeds: dict[str, int] = BAR_SEEDS,
+    sign_test_required: bool = True,
+    paired: bool = False,
 ) -> list[str]:
     """Issue 28's bar, from the records: the challenger beats the better of the peers (tuned FT and SetFit, by mean)
     beyond the larger seed std in at least 5 cells, loses in none, and is ahead of each peer run by run with a
     two-sided sign test p < 0.05 (paired on the same dataset, regime and seed, hence the same labelled draw).
-    With ``sign_test_required=False`` (issue 27's claim, one peer) the sign test is reported but does not decide."""
+    With ``sign_test_required=False`` (issue 27's claim, one peer) the sign test is reported but does not decide.
+    With ``paired`` (issue 45's bar) a cell is won or lost on the mean paired difference over the seeds both ran,
+    with a two-sided paired t-test p < 0.05, instead of the seed spread."""
     cells = [(d, r) for d, r in keys if r in BAR_REGIMES and seeded.get((d, r, challenger))]
     if not cells:
         return [f"- No {challenger} runs on test yet."]
@@ -42,11 +50,17 @@ def bar_lines(
             out.append(f"- {dataset}, {regime}: no verdict yet ({', '.join(missing)} not run).")
             continue
         best = max(ran, key=lambda peer: statistics.mean(ran[peer].values()))
-        outcome = verdict(list(mine.values()), list(ran[best].values()))
+        which = f"the better peer ({best})" if len(peers) > 1 else best
+        if paired:
+            outcome, difference, p_value, shared = paired_verdict(mine, ran[best])
+            said = {"beats": "beats", "ties": "ties with", "loses": "loses to", None: "has too few shared seeds against"}[outcome]
+            detail = f": mean paired difference {difference:+.2f} points over {shared} seeds (paired t-test p = {p_value:.3f})" if outcome else ""
+            out.append(f"- {dataset}, {regime}: {challenger} {said} {which}{detail}.")
+        else:
+            outcome = verdict(list(mine.values()), list(ran[best].values()))
+            out.append(f"- {dataset}, {regime}: {challenger} {compare(list(mine.values()), list(ran[best].values()))} {which}.")
         if outcome:
             outcomes[outcome].append(f"{dataset}/{regime}")
-        which = f"the better peer ({best})" if len(peers) > 1 else best
-        out.append(f"- {dataset}, {regime}: {challenger} {compare(list(mine.values()), list(ran[best].values()))} {which}.")
     tests = []
     for peer in peers:
         ahead, behind, _ = run_by_run(seeded, cells, challenger, peer)
@@ -56,7 +70,8 @@ def bar_lines(
     rule = "at least 5 wins, no loss" + (", ahead of each peer with p < 0.05" if sign_test_required else "")
     seed_rule = ", ".join(f"{n} at {'8 per class' if r == '8' else r}" for r, n in seeds.items())
     summary = [
-        f"- Over {sum(map(len, outcomes.values()))} cell(s) with every peer and two or more seeds on each side: {challenger} beats "
+        f"- Over {sum(map(len, outcomes.values()))} cell(s) with every peer and two or more {'shared ' if paired else ''}seeds"
+        f"{' (a win or a loss: paired t-test p < 0.05)' if paired else ' on each side'}: {challenger} beats "
         f"{'the better peer' if len(peers) > 1 else peers[0]} in "
         f"{len(outcomes['beats'])}, ties in {len(outcomes['ties'])}, loses in {len(outcomes['loses'])}"
         + (f" ({', '.join(outcomes['loses'])})" if outcomes["loses"] else "")

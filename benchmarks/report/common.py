@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -112,6 +113,24 @@ def paired_runs(seeded: dict[tuple, dict[int, float]], name: str, base: str) -> 
 def paired_values(seeded: dict[tuple, dict[int, float]], name: str, base: str) -> list[tuple[float, float]]:
     """(name's value, base's value) of every run both columns hold."""
     return [(seeded[(d, r, name)][seed], seeded[(d, r, base)][seed]) for d, r, seed in paired_runs(seeded, name, base)]
+
+
+def paired_verdict(a: dict[int, float], b: dict[int, float]) -> tuple[str | None, float, float, int]:
+    """(beats / ties / loses, mean paired difference, two-sided paired t-test p, seeds) over the seeds both ran: each
+    seed is the same labelled draw under both. A win or a loss needs p < 0.05; None below two shared seeds."""
+    from scipy.stats import ttest_rel
+
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        return None, math.nan, math.nan, len(shared)
+    differences = [a[seed] - b[seed] for seed in shared]
+    mean = statistics.mean(differences)
+    if len(set(differences)) == 1:  # no spread: the t statistic is undefined; every seed says the same
+        p_value = 0.0 if mean else 1.0
+    else:
+        p_value = float(ttest_rel([a[seed] for seed in shared], [b[seed] for seed in shared]).pvalue)
+    outcome = ("beats" if mean > 0 else "loses") if p_value < 0.05 and mean else "ties"
+    return outcome, mean, p_value, len(shared)
 
 
 def verdict(a: list[float], b: list[float]) -> str | None:
