@@ -67,3 +67,16 @@ def test_a_hub_id_is_keyed_by_its_revision_when_cached(monkeypatch, tmp_path):
     snapshot.mkdir(parents=True)
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda repo, local_files_only: str(snapshot))
     assert cache.model_revision("org/name") == "org/name@0123abc"
+
+
+def test_a_dae_with_its_own_seed_serves_every_run_seed_and_recipe_from_the_cache(toy_folder, fast_options, tmp_path):
+    import pandas as pd
+
+    pd.read_json(toy_folder / "test.jsonl", lines=True).to_json(toy_folder / "validation.jsonl", orient="records", lines=True)
+    options = {**fast_options, "cache_dir": str(tmp_path / "cache"), "dae": {**fast_options["dae"], "seed": 0}}
+    assert train(toy_folder, {**options, "seed": 1}, recipe="dae+ft").cached_phases == []
+    assert train(toy_folder, {**options, "seed": 2}, recipe="dae+ft").cached_phases == ["dae"]
+    assert train(toy_folder, {**options, "seed": 3}, recipe="3phase").cached_phases == ["dae"]
+    per_run = {**options, "dae": dict(fast_options["dae"])}  # no seed of its own: the run's seed keys the DAE
+    assert train(toy_folder, {**per_run, "seed": 1}, recipe="dae+ft").cached_phases == []
+    assert train(toy_folder, {**per_run, "seed": 2}, recipe="dae+ft").cached_phases == []

@@ -53,6 +53,9 @@ class DAEConfig:
     lr_scheduler: str = "linear"
     decoder_learning_rate: float | None = 5e-4
     decoder_warmup_steps: int = 20
+    # With a seed of its own the phase no longer depends on the run's seed: it reads no label, so with the same texts
+    # one DAE (cached under --cache-dir) serves every seed and every recipe of a dataset.
+    seed: int | None = None
 
 
 @dataclass

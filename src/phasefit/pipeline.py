@@ -394,11 +394,14 @@ class _RecipeRunner:
         phase_config = config.phases[phase]
         checkpoints = self.work / "checkpoints" if self.work else scratch
         started = time.perf_counter()
-        set_seed(config.seed + index)
+        # A DAE with its own seed sees no label and no run seed: one output serves every seed of a dataset (from the cache).
+        shared_dae = phase == "dae" and phase_config.seed is not None
+        seed = phase_config.seed if shared_dae else config.seed + index
+        set_seed(seed)
 
         def phase_run(folder_key: str) -> PhaseRun:
             checkpoint_steps = config.checkpoint_steps if self.work else None
-            return PhaseRun(config.seed + index, checkpoints / f"{index}-{phase}-{folder_key}", callbacks, checkpoint_steps, config.precision, self.max_length)
+            return PhaseRun(seed, checkpoints / f"{index}-{phase}-{folder_key}", callbacks, checkpoint_steps, config.precision, self.max_length)
 
         if phase == "ft":
             if self.keeps_ft_start:
@@ -420,8 +423,8 @@ class _RecipeRunner:
                 encoder, self.head, self.ft_data, pool, config.phases["ft"], phase_config, phase_run(self.ft_key), teacher, self.ft_start, self.round_steps
             )
         else:
-            inputs = _phase_inputs(phase, data, phase_config, config.seed)
-            self.key = fingerprint(self.key, phase, asdict(phase_config), config.seed + index, inputs["fingerprint"])
+            inputs = _phase_inputs(phase, data, phase_config, phase_config.seed if shared_dae else config.seed)
+            self.key = fingerprint(self.key, phase, asdict(phase_config), seed, inputs["fingerprint"])
             reused = next((found for cache in self.caches if (found := cache.load(self.key)) is not None), None)
             if distributed.all_ranks_agree(reused is not None):
                 encoder, stats = reused.to(encoder.device), {"cached": True}
