@@ -185,13 +185,13 @@ def test_the_refit_decision_follows_the_option_and_the_count_of_labels(toy_folde
     from phasefit.pipeline import refit_budget, refits_on_all_labels
 
     carved = load_data(toy_folder, seed=0)  # no validation file: a stratified 20 % of the 72 rows held out
-    assert carved.validation_carved and refits_on_all_labels(RunConfig(), carved)
-    assert not refits_on_all_labels(RunConfig(refit_on_all_labels="never"), carved)
+    assert carved.validation_carved and refits_on_all_labels(RunConfig(refit_on_all_labels="auto"), carved)
+    assert not refits_on_all_labels(RunConfig(), carved), "off by default until its study says otherwise"
     pd.read_json(toy_folder / "test.jsonl", lines=True).to_json(toy_folder / "validation.jsonl", orient="records", lines=True)
     given = load_data(toy_folder, seed=0)
     assert not given.validation_carved and not refits_on_all_labels(RunConfig(refit_on_all_labels="always"), given)
     many = dataclasses.replace(carved, train=Split(carved.train.texts * 6, carved.train.labels * 6))  # over 100 rows a class
-    assert not refits_on_all_labels(RunConfig(), many) and refits_on_all_labels(RunConfig(refit_on_all_labels="always"), many)
+    assert not refits_on_all_labels(RunConfig(refit_on_all_labels="auto"), many) and refits_on_all_labels(RunConfig(refit_on_all_labels="always"), many)
 
     user = without_validation_split(load_data(toy_folder, seed=0, samples_per_class=5), 0.2, seed=1)
     assert len(user.train) + len(user.validation) == 15 and user.validation_carved
@@ -213,7 +213,7 @@ def test_without_a_validation_split_the_run_refits_on_every_labelled_row(toy_fol
     from phasefit.data import without_validation_split
 
     user = without_validation_split(load_data(toy_folder, seed=0, samples_per_class=5), 0.2, seed=1)
-    result = train(user, {**fast_options, "recipe": "ft+st", "st": {"per_class": 4, "confidence": 0.0}})
+    result = train(user, {**fast_options, "recipe": "ft+st", "refit_on_all_labels": "auto", "st": {"per_class": 4, "confidence": 0.0}})
     budget = result.phase_stats["budget_pass"]
     assert result.phase_stats["ft"]["steps"] == max(1, budget["ft"]["best_step"]) and result.phase_stats["ft"]["evaluations"] == 0
     kept = [entry for entry in budget["st"]["rounds"] if entry["kept"]]
@@ -229,3 +229,46 @@ def test_a_fixed_budget_trains_exactly_its_steps_without_validation(tiny_model, 
     config = FTConfig(**{**FAST_FT.__dict__, "fixed_steps": 7})
     head, stats = fit_classifier(encoder, FTData(texts, labels, [], np.array([], dtype=np.int64), 3), config, PhaseRun(0, tmp_path / "fixed"))
     assert stats["steps"] == 7 and stats["best_step"] == 7 and stats["evaluations"] == 0
+
+
+def test_the_consistency_term_is_zero_for_an_unchanged_copy_and_grows_when_the_copy_differs(tiny_model):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    for module in encoder.modules():  # training mode (the term is a training loss) without dropout's randomness
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for config in (module.config for module in encoder.modules() if hasattr(module, "config") and hasattr(module.config, "attention_probs_dropout_prob")):
+        config.attention_probs_dropout_prob = config.hidden_dropout_prob = 0.0
+    torch.manual_seed(0)
+    head = ClassificationHead(32, 8, 3, 0.0)
+    features = encoder.tokenize(["one text", "another one"])
+    labels = torch.tensor([0, 2])
+    plain = EncoderClassifier(encoder, head).train()
+    with_term = EncoderClassifier(encoder, head, consistency_weight=2.0).train()
+
+    def extra(prefix: str, texts: list[str]) -> dict[str, torch.Tensor]:
+        return {f"{prefix}{key}": value for key, value in encoder.tokenize(texts).items() if isinstance(value, torch.Tensor)}
+
+    base = plain(labels=labels, **features)["loss"]
+    same = with_term(labels=labels, **features, **extra("consistency_", ["pool text", "more pool"]), **extra("noised_", ["pool text", "more pool"]))["loss"]
+    assert torch.allclose(base, same, atol=1e-6)
+    differs = with_term(labels=labels, **features, **extra("consistency_", ["pool text", "more pool"]), **extra("noised_", ["weather", "sport"]))["loss"]
+    assert differs > base
+    assert torch.allclose(plain(labels=labels, **features, **extra("consistency_", ["x"]), **extra("noised_", ["y"]))["loss"], base, atol=1e-6)
+
+
+def test_consistency_rows_are_padded_apart_and_a_student_trains_with_the_term(tiny_model, toy, tmp_path):
+    from phasefit.phases.ft import ConsistencyTexts, PaddingByGroup
+
+    texts, labels = toy
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    data = FTData(
+        texts[:6], labels[:6], texts[60:], labels[60:], 3, consistency=ConsistencyTexts(["a long unlabelled text of many words here", "short"], 1.0, 0.5)
+    )
+    dataset = training_dataset(encoder, data, seed=0)
+    batch = PaddingByGroup(encoder.tokenizer)([dataset[i] for i in range(4)])
+    assert batch["input_ids"].shape[0] == batch["consistency_input_ids"].shape[0] == batch["noised_input_ids"].shape[0] == 4
+    assert "targets" not in batch and batch["labels"].tolist() == labels[:4].tolist()
+    encoder, head, teacher_stats, data, start = teacher(tiny_model, toy, tmp_path)
+    config = STConfig(per_class=6, confidence=0.0, consistency_weight=0.5)
+    _, _, stats = train_st(encoder, head, data, Pool(list(texts[12:54]), 42, 0, 0), FAST_FT, config, PhaseRun(0, tmp_path / "st"), teacher_stats, start)
+    assert stats["rounds"][0]["steps"] > 0

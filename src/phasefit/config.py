@@ -133,6 +133,8 @@ class STConfig:
     pseudo-labelled row's weight in the loss against a labelled row's 1. ``student_start``: ``base`` (the encoder as
     FT found it) or ``teacher``. ``noise``: the share of words deleted from pseudo-labelled inputs, afresh at every
     read. ``rounds``: at most this many; ``until_no_gain`` stops at the first student that does not beat the best.
+    ``consistency_weight`` (0: off): UDA's consistency term, KL between the student's predictions for a pool text and
+    for its copy with ``consistency_noise`` of its words deleted.
     """
 
     rounds: int = 1
@@ -145,6 +147,8 @@ class STConfig:
     pseudo_weight: float = 1.0
     student_start: str = "base"
     noise: float = 0.0
+    consistency_weight: float = 0.0
+    consistency_noise: float = 0.3
     batch_size: int = 128
 
 
@@ -182,7 +186,8 @@ class RunConfig:
     logging_dir: str | None = None
     trust_remote_code: bool = False
     precision: str = "auto"
-    refit_on_all_labels: str = "auto"
+    # "never" until the held-out study (benchmarks/profiles/studies.yaml) says whether "auto" pays.
+    refit_on_all_labels: str = "never"
     phases: dict[str, Any] = field(default_factory=lambda: {name: cls() for name, cls in PHASE_CONFIGS.items()})
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,6 +232,8 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "pseudo_weight": ("> 0", lambda v: v > 0),
     "student_start": ("base or teacher", lambda v: v in {"base", "teacher"}),
     "noise": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "consistency_weight": (">= 0", lambda v: v >= 0),
+    "consistency_noise": ("in [0, 1)", lambda v: 0 <= v < 1),
     "weight_interpolation": ("in (0, 1]", lambda v: 0 < v <= 1),
     "head_refit": ("none or logistic", lambda v: v in {"none", "logistic"}),
     "fixed_steps": ("a whole number >= 1", lambda v: v is None or v >= 1),

@@ -133,10 +133,12 @@ class EncoderClassifier(nn.Module):
         contrastive: nn.Module | None = None,
         contrastive_weight: float = 0.0,
         class_features: Mapping[str, torch.Tensor] | None = None,
+        consistency_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.consistency_weight = consistency_weight
         self.contrastive = contrastive if contrastive_weight else None
         self.contrastive_weight = contrastive_weight
         self.class_feature_names = sorted(name for name, value in (class_features or {}).items() if isinstance(value, torch.Tensor))
@@ -147,7 +149,10 @@ class EncoderClassifier(nn.Module):
         self, labels: torch.Tensor | None = None, targets: torch.Tensor | None = None, weights: torch.Tensor | None = None, **features: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Logits, and with ``labels`` the loss: cross-entropy, or against ``targets`` (one distribution per row, for
-        pseudo-labelled rows) weighted per row by ``weights``; plus the contrastive term when it is on."""
+        pseudo-labelled rows) weighted per row by ``weights``; plus the contrastive term when it is on, and, with
+        ``consistency_*`` and ``noised_*`` features (an unlabelled text and its noised copy per row), the consistency
+        term KL(p(text) || p(noised copy)), p(text) held fixed."""
+        groups = {group: {key[len(group) :]: features.pop(key) for key in list(features) if key.startswith(group)} for group in ("consistency_", "noised_")}
         embeddings = self.encoder(features)["sentence_embedding"]
         logits = self.head(embeddings)
         output = {"logits": logits}
@@ -165,6 +170,11 @@ class EncoderClassifier(nn.Module):
                     members = torch.cat([embeddings, names])
                     member_labels = torch.cat([labels, torch.arange(len(names), device=labels.device)])
                 output["loss"] = output["loss"] + self.contrastive_weight * self.contrastive(members, member_labels)
+            if self.consistency_weight and self.training and groups["consistency_"]:
+                with torch.no_grad():
+                    fixed = nn.functional.softmax(self.head(self.encoder(groups["consistency_"])["sentence_embedding"]), dim=-1)
+                noised = nn.functional.log_softmax(self.head(self.encoder(groups["noised_"])["sentence_embedding"]), dim=-1)
+                output["loss"] = output["loss"] + self.consistency_weight * nn.functional.kl_div(noised, fixed, reduction="batchmean")
         return output
 
 

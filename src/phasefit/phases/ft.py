@@ -55,32 +55,59 @@ def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels
 
 def training_dataset(encoder: SentenceTransformer, data: FTData, seed: int) -> Dataset:
     """The labelled rows, plus the pseudo-labelled ones with columns ``targets`` (a distribution over the classes)
-    and ``weights``; with input noise the pseudo rows' words are deleted afresh at every read, then tokenised."""
-    if data.pseudo is None or not len(data.pseudo.texts):
+    and ``weights``. With input noise the pseudo rows' words are deleted afresh at every read; with a consistency
+    term every row also reads a random unlabelled text and its noised copy (columns ``consistency_*``, ``noised_*``)."""
+    pseudo, consistency = data.pseudo, data.consistency
+    if (pseudo is None or not len(pseudo.texts)) and consistency is None:
         return tokenized_dataset(encoder, data.train_texts, data.train_labels)
-    pseudo, n_gold = data.pseudo, len(data.train_texts)
+    pseudo = pseudo if pseudo is not None else PseudoRows([], np.zeros((0, data.n_classes), dtype=np.float32))
+    n_gold = len(data.train_texts)
     gold_targets = np.eye(data.n_classes, dtype=np.float32)[np.asarray(data.train_labels, dtype=np.int64)]
     columns = {
         "text": [*data.train_texts, *pseudo.texts],
-        "labels": np.concatenate([np.asarray(data.train_labels, dtype=np.int64), pseudo.targets.argmax(axis=1)]),
+        "labels": np.concatenate([np.asarray(data.train_labels, dtype=np.int64), np.asarray(pseudo.targets).argmax(axis=1).astype(np.int64)]),
         "targets": np.concatenate([gold_targets, np.asarray(pseudo.targets, dtype=np.float32)]),
         "weights": np.array([1.0] * n_gold + [pseudo.weight] * len(pseudo.texts), dtype=np.float32),
         "noisy": [False] * n_gold + [pseudo.noise > 0] * len(pseudo.texts),
     }
+    kept = ("labels", "targets", "weights") if len(pseudo.texts) else ("labels",)
     tokenizer, max_length = encoder.tokenizer, encoder.max_seq_length
-    if not pseudo.noise:
+    if not pseudo.noise and consistency is None:
         encoded = tokenizer(columns["text"], truncation=True, max_length=max_length)
-        return Dataset.from_dict({**encoded, **{key: columns[key] for key in ("labels", "targets", "weights")}})
+        return Dataset.from_dict({**encoded, **{key: columns[key] for key in kept}})
     rng = np.random.default_rng(seed)
 
     def noised_and_tokenised(batch: dict[str, list]) -> dict[str, list]:
         texts = [delete_words(text, pseudo.noise, rng) if noisy else text for text, noisy in zip(batch["text"], batch["noisy"])]
-        encoded = tokenizer(texts, truncation=True, max_length=max_length)
-        return {**encoded, "labels": batch["labels"], "targets": batch["targets"], "weights": batch["weights"]}
+        encoded = {**tokenizer(texts, truncation=True, max_length=max_length), **{key: batch[key] for key in kept}}
+        if consistency is not None:
+            unlabelled = [consistency.texts[i] for i in rng.integers(len(consistency.texts), size=len(texts))]
+            noised = [delete_words(text, consistency.noise, rng) for text in unlabelled]
+            encoded.update({f"consistency_{key}": value for key, value in tokenizer(unlabelled, truncation=True, max_length=max_length).items()})
+            encoded.update({f"noised_{key}": value for key, value in tokenizer(noised, truncation=True, max_length=max_length).items()})
+        return encoded
 
     dataset = Dataset.from_dict(columns)
     dataset.set_transform(noised_and_tokenised)
     return dataset
+
+
+class PaddingByGroup:
+    """Pads the row's own tokens and, apart, each group of extra tokens (``consistency_*``, ``noised_*``) to its batch's longest."""
+
+    groups = ("consistency_", "noised_")
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        own = [{key: value for key, value in row.items() if not key.startswith(self.groups)} for row in features]
+        batch = dict(self.pad(own))
+        for group in self.groups:
+            extra = [{key[len(group) :]: value for key, value in row.items() if key.startswith(group)} for row in features]
+            if extra and extra[0]:
+                batch.update({f"{group}{key}": value for key, value in self.pad(extra).items()})
+        return batch
 
 
 class _ClassifierTrainer(MainProcessWritesOnly, Trainer):
@@ -122,6 +149,17 @@ class PseudoRows:
 
 
 @dataclass(frozen=True)
+class ConsistencyTexts:
+    """Unlabelled texts for UDA's consistency term (Xie et al., 2020): every training row reads one of them at random
+    and the loss adds ``weight`` x KL(p(text) || p(its noised copy)), p(text) held fixed; ``noise`` is the share of
+    words the copy loses."""
+
+    texts: Sequence[str]
+    weight: float
+    noise: float
+
+
+@dataclass(frozen=True)
 class FTData:
     """What FT trains on: labelled train and validation texts, the class names, and pseudo-labelled rows (the st phase)."""
 
@@ -132,9 +170,10 @@ class FTData:
     n_classes: int
     class_texts: Sequence[str] | None = None  # the label names (or descriptions) in code order, for prototype heads
     pseudo: PseudoRows | None = None
+    consistency: ConsistencyTexts | None = None
 
-    def with_pseudo_rows(self, rows: PseudoRows) -> "FTData":
-        return dataclasses.replace(self, pseudo=rows)
+    def with_pseudo_rows(self, rows: PseudoRows, consistency: ConsistencyTexts | None = None) -> "FTData":
+        return dataclasses.replace(self, pseudo=rows, consistency=consistency)
 
 
 def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun) -> tuple[nn.Module, dict[str, Any]]:
@@ -278,7 +317,8 @@ def _train_once(
     n_rows = len(data.train_texts) + (len(data.pseudo.texts) if data.pseudo else 0)
     head = copy.deepcopy(initial_head).train() if initial_head is not None else new_head(encoder, data, config, run.seed)
     contrastive = SupervisedContrastiveLoss(config.contrastive_temperature) if config.contrastive_weight else None
-    classifier = EncoderClassifier(encoder, head, contrastive, config.contrastive_weight, class_features(encoder, data, config))
+    consistency_weight = data.consistency.weight if data.consistency is not None else 0.0
+    classifier = EncoderClassifier(encoder, head, contrastive, config.contrastive_weight, class_features(encoder, data, config), consistency_weight)
     encoder.requires_grad_(not config.freeze_encoder)
 
     batch = effective_batch_size(config)
@@ -325,7 +365,7 @@ def _train_once(
         args=args,
         train_dataset=training_dataset(encoder, data, run.seed),
         eval_dataset=None if config.fixed_steps else tokenized_dataset(encoder, data.validation_texts, data.validation_labels),
-        data_collator=DataCollatorWithPadding(encoder.tokenizer),
+        data_collator=PaddingByGroup(encoder.tokenizer),
         compute_metrics=compute_metrics,
         optimizers=(optimizer, None),
         callbacks=[*([] if config.fixed_steps else [EarlyStoppingAfter(config.patience, min_steps=config.min_steps)]), *run.callbacks, *head_warmup],

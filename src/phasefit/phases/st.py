@@ -30,7 +30,7 @@ from ..config import FTConfig, STConfig
 from ..distributed import is_main_process, wait_for_everyone
 from ..model import EncoderClassifier, PhaseFitModel
 from .common import PhaseRun
-from .ft import FTData, PseudoRows, best_validation, better, fit_classifier, new_head, state_copy
+from .ft import ConsistencyTexts, FTData, PseudoRows, best_validation, better, fit_classifier, new_head, state_copy
 
 
 def normalised(text: str) -> str:
@@ -178,6 +178,7 @@ def train_st(
         stats["why"] = "no unlabelled texts left in the pool"
         return encoder, head, stats
     kept = state_copy(EncoderClassifier(encoder, head))
+    consistency = ConsistencyTexts(pool.texts, config.consistency_weight, config.consistency_noise) if config.consistency_weight else None
     for number in range(1, rounds + 1):
         round_dir = run.workdir / f"round-{number}"
         summary_file = round_dir / "round.json"
@@ -204,7 +205,7 @@ def train_st(
                 initial_head = head
             student_config = dataclasses.replace(ft_config, fixed_steps=round_steps[number - 1]) if fixed else ft_config
             student_head, student_stats = fit_classifier(
-                encoder, data.with_pseudo_rows(rows), student_config, run.within(f"round-{number}/train", number), initial_head
+                encoder, data.with_pseudo_rows(rows, consistency), student_config, run.within(f"round-{number}/train", number), initial_head
             )
             outcome.update(
                 {
