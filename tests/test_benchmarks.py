@@ -476,12 +476,12 @@ def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its
     keys = report.in_table_order({(d, r) for d, r, _ in accuracy})
     lines = report.which_recipe_lines(accuracy, keys)
     row = "| about 8 per class | `setfit` | setfit 70.00, 3phase+ 67.50 | a, b |"
-    assert lines[2:] == [row, "", "No test run yet in a row's regime: 3phase at 8, ft at 8, tuned-ft at 8."]
+    assert lines[2:] == [row, "", "No test run yet in a row's regime: ft+st at 8, 3phase at 8, ft at 8, tuned-ft at 8."]
     accuracy[("a", "8", "ft")] = [99.0] * 3  # too few seeds anywhere: left out of the row, which still stands
     assert report.which_recipe_lines(accuracy, keys)[2:] == [
         row,
         "",
-        "Not in a row yet (fewer seeds than the row needs on every dataset): ft at 8. No test run yet in a row's regime: 3phase at 8, tuned-ft at 8.",
+        "Not in a row yet (fewer seeds than the row needs on every dataset): ft at 8. No test run yet in a row's regime: ft+st at 8, 3phase at 8, tuned-ft at 8.",
     ]
     del accuracy[("a", "8", "ft")]
     readme = tmp_path / "README.md"
@@ -629,3 +629,19 @@ def test_the_paired_rule_wins_or_loses_a_cell_only_with_a_paired_t_test_below_00
     assert lines[0].startswith("- Over 10 cell(s)") and "beats the better peer in 6, ties in 4, loses in 0" in lines[0]
     assert "**met**" in lines[3]
     assert any(line.startswith("- a, 8: ft+st beats the better peer (setfit): mean paired difference +1.30 points over 5 seeds") for line in lines)
+
+
+def test_the_gap_bar_reads_how_much_of_the_way_to_full_data_the_challenger_goes():
+    seeded = {
+        ("sst2", "8", "tuned-ft"): {1: 70.0, 2: 72.0},
+        ("sst2", "full", "tuned-ft"): {1: 90.0},
+        ("sst2", "8", "ft+st"): {1: 80.0, 2: 84.0},
+        ("ag_news", "8", "tuned-ft"): {1: 80.0},
+        ("ag_news", "8", "ft+st"): {1: 81.0},
+    }
+    sst2, ag_news = report.gap_closed_lines(seeded)
+    assert (
+        sst2
+        == "- sst2: tuned FT at 8 per class 71.00, full-data FT 90.00 (1 seed(s)), ft+st at 8 per class 82.00: it closes 58% of the gap (bar: at least half): **met**."
+    )
+    assert ag_news == "- ag_news: not measured yet (no tuned-ft at full)."

@@ -21,6 +21,7 @@ from .bar import (
     WHICH_RECIPE_METHODS,
     bar_lines,
     cost_ratio_lines,
+    gap_closed_lines,
     selection_optimism_lines,
     which_recipe_lines,
     write_which_recipe,
@@ -130,6 +131,7 @@ __all__ = [
     "contrastive_pairs",
     "cost_lines",
     "cost_ratio_lines",
+    "gap_closed_lines",
     "coverage_lines",
     "diagnostics_lines",
     "full_regime_lines",
@@ -236,6 +238,9 @@ def build_report(
         "",
     ]
     lines += bar_lines(accuracy_by_seed, keys, "ft+st", paired=True)
+    lines += cost_ratio_lines(records, "ft+st", "tuned-ft", 1.0)
+    lines += ["", "How much of the gap to full-data fine-tuning ft+st closes at 8 per class (issue 45's second bar):", ""]
+    lines += gap_closed_lines(accuracy_by_seed)
     lines += ["", "3phase+ (the predecessor):", ""]
     lines += bar_lines(accuracy_by_seed, keys, "3phase+", paired=True)
     lines += cost_ratio_lines(records)

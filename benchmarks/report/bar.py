@@ -106,7 +106,29 @@ def cost_ratio_lines(records, challenger: str = "3phase+", reference: str = "set
     ]
 
 
-WHICH_RECIPE_METHODS = ("3phase+", "3phase", "ft", "tuned-ft", "setfit")
+WHICH_RECIPE_METHODS = ("ft+st", "3phase+", "3phase", "ft", "tuned-ft", "setfit")
+
+
+def gap_closed_lines(seeded, challenger: str = "ft+st", datasets: tuple[str, ...] = ("sst2", "ag_news"), regime: str = "8") -> list[str]:
+    """Issue 45's second bar: how much of the gap between tuned FT at 8 per class and full-data fine-tuning (tuned FT on
+    the whole training split) the challenger closes at 8 per class, from the means over seeds; the bar is half."""
+    lines = []
+    for dataset in datasets:
+        cells = {"low": (dataset, regime, "tuned-ft"), "full": (dataset, "full", "tuned-ft"), "mine": (dataset, regime, challenger)}
+        missing = [f"{method} at {where}" for (_, where, method) in cells.values() if not seeded.get((dataset, where, method))]
+        if missing:
+            lines.append(f"- {dataset}: not measured yet (no {', '.join(missing)}).")
+            continue
+        low, full, mine = (statistics.mean(seeded[key].values()) for key in cells.values())
+        if full <= low:
+            lines.append(f"- {dataset}: full-data FT ({full:.2f}) is no better than tuned FT at {regime} per class ({low:.2f}): no gap to close.")
+            continue
+        share = (mine - low) / (full - low)
+        lines.append(
+            f"- {dataset}: tuned FT at {regime} per class {low:.2f}, full-data FT {full:.2f} ({len(seeded[cells['full']])} seed(s)), "
+            f"{challenger} at {regime} per class {mine:.2f}: it closes {share:.0%} of the gap (bar: at least half): **{'met' if share >= 0.5 else 'not met'}**."
+        )
+    return lines
 
 
 REGIME_WORDS = {"8": "about 8 per class", "64": "about 64 per class", "full": "thousands (a full training set)"}
