@@ -166,3 +166,65 @@ def build_pairs(labels: np.ndarray, pairs_per_example: float, rng: np.random.Gen
     swap = rng.random(first.size) < 0.5  # neither side of a pair is systematically the smaller index
     first, second = np.where(swap, second, first), np.where(swap, first, second)
     return Pairs(first, second, pair_scores(codes, first, second))
+
+
+def jaccard(indicator: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """|A ∩ B| / |A ∪ B| of the label sets of each pair (rows of a 0/1 matrix); two empty sets are alike (1)."""
+    a, b = indicator[first] > 0, indicator[second] > 0
+    union = (a | b).sum(axis=1)
+    return np.where(union > 0, (a & b).sum(axis=1) / np.maximum(union, 1), 1.0).astype(float)
+
+
+def build_label_set_pairs(indicator: np.ndarray, pairs_per_example: float, rng: np.random.Generator, max_rounds: int = 64) -> Pairs:
+    """Unique unordered pairs for multi-label rows (a 0/1 matrix, rows x labels), scored by the Jaccard similarity of
+    their label sets: overlapping sets count as partly similar, as hierarchical labels do in :func:`build_pairs`.
+
+    Half the pairs are related (each example with a random example that shares one of its labels, chosen at random),
+    half are any two examples; each round gives every example at most one partner of each kind, so the work stays
+    linear in the number of examples (no n-squared lists).
+    """
+    indicator = np.asarray(indicator) > 0
+    n_examples = indicator.shape[0]
+    empty = Pairs(np.empty(0, int), np.empty(0, int), np.empty(0, float))
+    if n_examples < 2:
+        return empty
+    quota = max(1, int(round(pairs_per_example * n_examples / 2)))
+    rows, labels = np.nonzero(indicator)  # CSR of example -> labels (rows sorted)
+    per_example = np.bincount(rows, minlength=n_examples)
+    example_start = np.r_[0, np.cumsum(per_example)[:-1]]
+    order = np.argsort(labels, kind="stable")  # CSR of label -> members
+    members, per_label = rows[order], np.bincount(labels, minlength=indicator.shape[1])
+    label_start = np.r_[0, np.cumsum(per_label)[:-1]]
+    labelled = np.flatnonzero(per_example > 0)
+
+    def related(rounds: int) -> tuple[np.ndarray, np.ndarray]:
+        first = np.tile(labelled, rounds)
+        label = labels[example_start[first] + rng.integers(0, per_example[first])]
+        second = members[label_start[label] + rng.integers(0, per_label[label])]
+        return first, second
+
+    def anything(rounds: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.tile(np.arange(n_examples), rounds), rng.integers(0, n_examples, size=n_examples * rounds)
+
+    halves = []
+    for draw in (related, anything):
+        rounds = max(1, int(np.ceil(1.25 * quota / n_examples)))
+        while True:
+            first, second = draw(rounds) if (draw is anything or labelled.size) else (np.empty(0, int), np.empty(0, int))
+            keep = first != second
+            low, high = np.minimum(first[keep], second[keep]), np.maximum(first[keep], second[keep])
+            _, unique = np.unique(low * n_examples + high, return_index=True)
+            if unique.size >= quota or rounds >= max_rounds or not first.size:
+                break
+            rounds = min(max_rounds, rounds * 4)
+        chosen = rng.permutation(unique)[:quota]
+        halves.append((low[chosen], high[chosen]))
+    first = np.concatenate([half[0] for half in halves])
+    second = np.concatenate([half[1] for half in halves])
+    _, unique = np.unique(first * n_examples + second, return_index=True)  # a pair drawn by both halves counts once
+    first, second = first[unique], second[unique]
+    shuffled = rng.permutation(first.size)
+    first, second = first[shuffled], second[shuffled]
+    swap = rng.random(first.size) < 0.5
+    first, second = np.where(swap, second, first), np.where(swap, first, second)
+    return Pairs(first, second, jaccard(indicator, first, second))
