@@ -98,3 +98,68 @@ def test_label_set_pairs_stay_linear_on_goemotions_sized_data():
 def test_a_label_set_split_subsets_like_a_split():
     split = LabelSetSplit(["a", "b", "c"], [("x",), (), ("y", "x")])
     assert split.subset([2, 0]).label_sets == [("y", "x"), ("x",)]
+
+
+def multi_label_toy():
+    from conftest import toy_rows
+
+    rows = toy_rows({"sport": 24, "weather": 24, "food": 24}, seed=5)
+    names = ["food", "sport", "weather"]
+    indicator = np.zeros((len(rows), 3), dtype=np.float32)
+    for index, row in enumerate(rows):
+        indicator[index, names.index(row["label"])] = 1
+        if index % 4 == 0:  # every fourth text also carries the next label
+            indicator[index, (names.index(row["label"]) + 1) % 3] = 1
+    return [row["text"] for row in rows], indicator, names
+
+
+def test_a_multi_label_row_trains_on_binary_cross_entropy(tiny_model):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from phasefit.model import ClassificationHead, EncoderClassifier
+
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    model = EncoderClassifier(encoder, ClassificationHead(32, 8, 3, 0.0)).eval()
+    features = encoder.tokenize(["one text", "another one"])
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    output = model(labels=targets, **features)
+    assert torch.allclose(output["loss"], torch.nn.functional.binary_cross_entropy_with_logits(output["logits"], targets))
+
+
+def test_thresholds_are_chosen_on_the_grid_for_all_labels_or_for_each():
+    from phasefit.phases.ft import choose_thresholds
+
+    truth = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
+    probabilities = np.array([[0.7, 0.2], [0.72, 0.33], [0.3, 0.36], [0.1, 0.31]])
+    # label 0 is separated from 0.35 to 0.70 (the lowest wins); label 1's best F1 (0.8) starts at 0.25
+    assert choose_thresholds(probabilities, truth, per_label=True) == [0.35, 0.25]
+    shared = choose_thresholds(probabilities, truth, per_label=False)
+    assert shared == [0.35, 0.35]  # micro-F1 over both labels peaks there (6/7), above 0.25 and 0.30 (0.8)
+
+
+def test_multi_label_fine_tuning_chooses_thresholds_and_the_model_predicts_label_lists(tiny_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from phasefit.config import FTConfig
+    from phasefit.model import PhaseFitModel
+    from phasefit.phases.common import PhaseRun
+    from phasefit.phases.ft import FTData, train_ft
+
+    texts, indicator, names = multi_label_toy()
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    config = FTConfig(epochs=10, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=3, metric="micro_f1", threshold="per_label")
+    head, stats = train_ft(encoder, FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3), config, PhaseRun(0, tmp_path / "ft"))
+    assert "best_validation_micro_f1" in stats and len(stats["thresholds"]) == 3
+    assert all(0.05 <= t <= 0.95 for t in stats["thresholds"]) and 0 <= stats["validation_at_thresholds"]["micro_f1"] <= 1
+    model = PhaseFitModel(encoder, head, names, {"multi_label": True, "thresholds": stats["thresholds"]})
+    probabilities = model.predict_proba(texts[54:])
+    assert probabilities.shape == (18, 3) and not np.allclose(probabilities.sum(axis=1), 1.0)  # independent sigmoids
+    predicted = model.predict(texts[54:])
+    assert all(isinstance(labels, list) and set(labels) <= set(names) for labels in predicted)
+    assert predicted == [[name for name, p, t in zip(names, row, stats["thresholds"]) if p >= t] for row in probabilities]
+    model.save_pretrained(tmp_path / "saved")
+    again = PhaseFitModel.from_pretrained(tmp_path / "saved")
+    assert again.multi_label and again.predict(texts[54:]) == predicted
+    with pytest.raises(Exception, match="multi-label classification takes the mlp head"):
+        train_ft(encoder, FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3), FTConfig(head="prototype"), PhaseRun(0, tmp_path / "p"))

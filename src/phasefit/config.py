@@ -95,7 +95,9 @@ class FTConfig:
     """Phase 3: fine-tuning with a two-layer MLP head, early stopping on validation.
 
     ``fixed_steps``: train exactly this many optimiser steps, with no evaluation and no stopping (a budget chosen
-    before, as the refit on all labels does).
+    before, as the refit on all labels does). Multi-label: one sigmoid output per label, binary cross-entropy; the
+    decision ``threshold`` (``global``, or ``per_label``) is chosen on validation after training; ``micro_f1`` is
+    the metric to pick checkpoints on (``accuracy`` is then subset accuracy).
     """
 
     epochs: float = 50.0
@@ -121,6 +123,7 @@ class FTConfig:
     weight_interpolation: float = 1.0
     head_refit: str = "none"
     fixed_steps: int | None = None
+    threshold: str = "global"
 
 
 @dataclass
@@ -211,7 +214,8 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "patience": (">= 1", lambda v: v >= 1),
     "min_steps": (">= 0", lambda v: v >= 0),
     "weight_decay": (">= 0", lambda v: v >= 0),
-    "metric": ("one of loss, accuracy, macro_f1", lambda v: v in {"loss", "accuracy", "macro_f1"}),
+    "metric": ("one of loss, accuracy, macro_f1, micro_f1", lambda v: v in {"loss", "accuracy", "macro_f1", "micro_f1"}),
+    "threshold": ("global or per_label", lambda v: v in {"global", "per_label"}),
     "gradient_accumulation": ("a whole number >= 1", lambda v: v >= 1),
     "warmup": ("a fraction of the phase's steps in [0, 1)", lambda v: 0 <= v < 1),
     "lr_scheduler": ("one of linear, cosine, constant_with_warmup", lambda v: v in {"linear", "cosine", "constant_with_warmup"}),

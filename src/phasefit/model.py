@@ -156,6 +156,9 @@ class EncoderClassifier(nn.Module):
         embeddings = self.encoder(features)["sentence_embedding"]
         logits = self.head(embeddings)
         output = {"logits": logits}
+        if labels is not None and labels.dim() == 2:  # multi-label: a 0/1 row of labels per text
+            output["loss"] = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            return output
         if labels is not None:
             if targets is None:
                 output["loss"] = nn.functional.cross_entropy(logits, labels)
@@ -193,12 +196,23 @@ class PhaseFitModel:
     def device(self) -> torch.device:
         return self.encoder.device
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether each text gets a set of labels (sigmoid outputs and thresholds) rather than one."""
+        return bool(self.info.get("multi_label"))
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """A multi-label model's decision threshold per label (chosen on validation when it trained)."""
+        return np.asarray(self.info.get("thresholds") or [0.5] * len(self.labels), dtype=np.float32)
+
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> np.ndarray:
         """Sentence embeddings from the trained encoder (the head's input)."""
         return self.encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_numpy=True)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> np.ndarray:
-        """Class probabilities, one row per text, columns in the order of ``self.labels``."""
+        """Class probabilities, one row per text, columns in the order of ``self.labels`` (a multi-label model: each
+        label's own probability, independent of the others)."""
         if isinstance(texts, str):
             raise TypeError("predict_proba expects a list of texts, not a single string.")
         if len(texts) == 0:
@@ -208,11 +222,16 @@ class PhaseFitModel:
         embeddings = self.encoder.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_tensor=True)
         with torch.inference_mode():
             logits = self.head(embeddings.to(next(self.head.parameters()).device))
+            if self.multi_label:
+                return torch.sigmoid(logits.float()).cpu().numpy()
             return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> list[str]:
-        """The most probable label of each text."""
+    def predict(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> list[str] | list[list[str]]:
+        """The most probable label of each text; a multi-label model: the list of labels at or above their thresholds."""
         probabilities = self.predict_proba(texts, batch_size, show_progress_bar)
+        if self.multi_label:
+            chosen = probabilities >= self.thresholds
+            return [[label for label, on in zip(self.labels, row) if on] for row in chosen]
         return [self.labels[i] for i in probabilities.argmax(axis=1)]
 
     def to(self, device: str | torch.device) -> "PhaseFitModel":

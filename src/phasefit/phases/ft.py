@@ -32,6 +32,7 @@ from ..errors import ConfigError
 from ..losses import SupervisedContrastiveLoss
 from ..metrics import classification_metrics
 from ..model import ClassificationHead, EncoderClassifier, LinearHead, PrototypeHead
+from ..multilabel import multilabel_metrics
 from ..noise import delete_words
 from .common import (
     FrozenForSteps,
@@ -50,7 +51,8 @@ def tokenized_dataset(encoder: SentenceTransformer, texts: Sequence[str], labels
     """Tokenise once (truncated to the encoder's max length, unpadded); batches are padded per batch."""
     tokenizer = encoder.tokenizer
     encoded = tokenizer(list(texts), truncation=True, max_length=encoder.max_seq_length)
-    return Dataset.from_dict({**encoded, "labels": np.asarray(labels, dtype=np.int64)})
+    labels = np.asarray(labels)
+    return Dataset.from_dict({**encoded, "labels": labels.astype(np.float32 if labels.ndim == 2 else np.int64)})
 
 
 def training_dataset(encoder: SentenceTransformer, data: FTData, seed: int) -> Dataset:
@@ -58,6 +60,8 @@ def training_dataset(encoder: SentenceTransformer, data: FTData, seed: int) -> D
     and ``weights``. With input noise the pseudo rows' words are deleted afresh at every read; with a consistency
     term every row also reads a random unlabelled text and its noised copy (columns ``consistency_*``, ``noised_*``)."""
     pseudo, consistency = data.pseudo, data.consistency
+    if data.multi_label and (pseudo is not None or consistency is not None):
+        raise ConfigError("self-training (the st phase) does not take multi-label data yet.")
     if (pseudo is None or not len(pseudo.texts)) and consistency is None:
         return tokenized_dataset(encoder, data.train_texts, data.train_labels)
     pseudo = pseudo if pseudo is not None else PseudoRows([], np.zeros((0, data.n_classes), dtype=np.float32))
@@ -172,6 +176,11 @@ class FTData:
     pseudo: PseudoRows | None = None
     consistency: ConsistencyTexts | None = None
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the labels are a 0/1 matrix (rows x labels, several or none per row) rather than one class code per row."""
+        return np.asarray(self.train_labels).ndim == 2
+
     def with_pseudo_rows(self, rows: PseudoRows, consistency: ConsistencyTexts | None = None) -> "FTData":
         return dataclasses.replace(self, pseudo=rows, consistency=consistency)
 
@@ -188,9 +197,41 @@ def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: 
     on the fine-tuned encoder's embeddings of the labelled texts.
     """
     head, stats = fit_classifier(run.limit_tokens(encoder), data, config, run)
+    if data.multi_label:
+        return head, {**stats, **label_thresholds(encoder, head, data, config)}
     if config.head_refit == "logistic":
         return refit_logistic_head(encoder, data, config, run.seed, stats)
     return head, stats
+
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def choose_thresholds(probabilities: np.ndarray, truth: np.ndarray, per_label: bool) -> list[float]:
+    """The decision threshold(s) of a multi-label classifier, from a grid of 0.05 to 0.95: one for every label that
+    maximises the micro-F1 of all labels, or (``per_label``) each label's own best F1; ties go to the lower threshold."""
+    from sklearn.metrics import f1_score
+
+    truth = np.asarray(truth) > 0
+    if not per_label:
+        scores = [f1_score(truth, probabilities >= t, average="micro", zero_division=0) for t in THRESHOLD_GRID]
+        return [float(THRESHOLD_GRID[int(np.argmax(scores))])] * truth.shape[1]
+    return [
+        float(THRESHOLD_GRID[int(np.argmax([f1_score(truth[:, k], probabilities[:, k] >= t, zero_division=0) for t in THRESHOLD_GRID]))])
+        for k in range(truth.shape[1])
+    ]
+
+
+def label_thresholds(encoder: SentenceTransformer, head: nn.Module, data: FTData, config: FTConfig) -> dict[str, Any]:
+    """The thresholds chosen on validation (0.5 without validation rows) and the validation scores at them."""
+    if not len(data.validation_texts):
+        return {"thresholds": [0.5] * data.n_classes}
+    with torch.no_grad():
+        logits = head(encoder.encode(list(data.validation_texts), convert_to_tensor=True, show_progress_bar=False))
+    probabilities = torch.sigmoid(logits.float()).cpu().numpy()
+    thresholds = choose_thresholds(probabilities, data.validation_labels, config.threshold == "per_label")
+    scores = multilabel_metrics(np.asarray(data.validation_labels), probabilities >= np.asarray(thresholds), list(range(data.n_classes)))
+    return {"thresholds": thresholds, "validation_at_thresholds": {key: scores[key] for key in ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy")}}
 
 
 def best_validation(stats: dict[str, Any], config: FTConfig) -> float:
@@ -284,6 +325,8 @@ def new_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed:
     """The FT head before its first step: a seeded random MLP, or prototypes from the class names and / or the classes' mean embeddings."""
     torch.manual_seed(seed)
     dimension = encoder.get_embedding_dimension()
+    if data.multi_label and config.head != "mlp":
+        raise ConfigError(f"option ft.head {config.head!r}: multi-label classification takes the mlp head for now.")
     if config.head == "mlp":
         return ClassificationHead(dimension, config.head_size, data.n_classes, config.dropout).to(encoder.device)
     head = PrototypeHead(dimension, data.n_classes, config.prototype_scale).to(encoder.device)
@@ -356,9 +399,12 @@ def _train_once(
     head_warmup = [FrozenForSteps(encoder, config.head_warmup_steps)] if config.head_warmup_steps and not config.freeze_encoder else []
 
     def compute_metrics(prediction) -> dict[str, float]:
+        if data.multi_label:  # at a threshold of 0.5 while training; the threshold itself is chosen afterwards
+            scores = multilabel_metrics(np.asarray(prediction.label_ids), np.asarray(prediction.predictions) > 0, list(range(n_classes)))
+            return {"accuracy": scores["subset_accuracy"], "macro_f1": scores["macro_f1"], "micro_f1": scores["micro_f1"]}
         predicted = np.asarray(prediction.predictions).argmax(axis=-1)
         scores = classification_metrics(np.asarray(prediction.label_ids), predicted, list(range(n_classes)))
-        return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+        return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "micro_f1": scores["accuracy"]}
 
     trainer = _ClassifierTrainer(
         model=classifier,
