@@ -1,5 +1,6 @@
 """Multi-label building blocks: label sets read and checked, the per-label draw, the metrics, Jaccard pairs."""
 
+import json
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ from phasefit.pairs import build_label_set_pairs, jaccard
 def test_label_lists_become_label_sets_and_an_empty_list_means_no_label():
     frame = pd.DataFrame({"text": ["a", "b", "c"], "labels": [["joy", "love", "joy"], [], ["anger"]]})
     split = label_set_split(frame, "train.jsonl")
-    assert split.label_sets == [("joy", "love"), (), ("anger",)] and split.labels == ["anger", "joy", "love"]
+    assert split.label_sets == [("joy", "love"), (), ("anger",)] and split.label_names == ["anger", "joy", "love"]
     assert split.indicator(["anger", "joy", "love"]).tolist() == [[0, 1, 1], [0, 0, 0], [1, 0, 0]]
     with pytest.raises(DataError, match=r"row 1: label 'joy' is not among the 1 labels"):
         split.indicator(["love"])
@@ -163,3 +164,74 @@ def test_multi_label_fine_tuning_chooses_thresholds_and_the_model_predicts_label
     assert again.multi_label and again.predict(texts[54:]) == predicted
     with pytest.raises(Exception, match="multi-label classification takes the mlp head"):
         train_ft(encoder, FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3), FTConfig(head="prototype"), PhaseRun(0, tmp_path / "p"))
+
+
+def multi_label_folder(tmp_path):
+    texts, indicator, names = multi_label_toy()
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    rows = [{"text": text, "labels": [name for name, on in zip(names, row) if on]} for text, row in zip(texts, indicator)]
+    rows[5]["labels"] = []  # a row no label applies to
+    pd.DataFrame(rows[:60]).to_json(folder / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(rows[60:]).to_json(folder / "test.jsonl", orient="records", lines=True)
+    return folder, names
+
+
+def test_a_folder_of_label_lists_loads_as_multi_label_with_a_draw_per_label(tmp_path):
+    from phasefit import load_data
+
+    folder, names = multi_label_folder(tmp_path)
+    data = load_data(folder, seed=0, samples_per_class=3)
+    assert data.multi_label and data.classes == names and data.validation_carved
+    assert all(count >= 3 for count in label_counts(data.train.label_sets).values()) and data.unlabelled_texts
+    assert data.ft_targets(data.train).shape == (len(data.train), 3) and data.ft_targets(data.test).sum() > 0
+    assert any("rows per label" in note for note in data.notes) and any("multi-label: label lists in column 'labels'" in note for note in data.notes)
+    frame = pd.read_json(folder / "test.jsonl", lines=True)
+    frame.loc[2, "labels"] = ["food", "cooking"]
+    frame.to_json(folder / "test.jsonl", orient="records", lines=True)
+    with pytest.raises(DataError, match=r"test.jsonl \[test\]: row 3 carries label 'cooking', which no training row has"):
+        load_data(folder, seed=0)
+    dropped = load_data(folder, seed=0, unseen_test_labels="drop")
+    assert dropped.test.label_sets[2] == ("food",) and any("removed labels unseen in train" in note for note in dropped.notes)
+
+
+def test_a_multi_label_recipe_trains_scores_saves_and_predicts_label_lists(tmp_path, fast_options):
+    from phasefit import PhaseFitModel, train
+
+    folder, names = multi_label_folder(tmp_path)
+    result = train(folder, fast_options, recipe="cl+ft")
+    assert result.model.multi_label and result.config.phases["ft"].metric == "micro_f1"
+    assert {"micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss", "per_label"} <= set(result.test_metrics)
+    assert result.phase_stats["cl"]["pairs"] > 0 and len(result.phase_stats["ft"]["thresholds"]) == 3
+    result.save(tmp_path / "model")
+    saved = sorted(path.name for path in (tmp_path / "model").iterdir())
+    assert "confusion_matrix.png" not in saved and "micro-F1" in (tmp_path / "model" / "README.md").read_text()
+    model = PhaseFitModel.from_pretrained(tmp_path / "model")
+    assert all(isinstance(labels, list) for labels in model.predict(["a goal in the match", "rain and wind"]))
+
+
+def test_the_cli_trains_on_zero_one_columns_and_predicts_label_lists(tmp_path, tiny_model):
+    from test_cli import fast_flags, runner
+
+    from phasefit.cli import app
+
+    texts, indicator, names = multi_label_toy()
+    frame = pd.DataFrame({"text": texts, **{name: indicator[:, k].astype(int) for k, name in enumerate(names)}})
+    frame.to_csv(tmp_path / "tags.csv", index=False)
+    output = tmp_path / "model"
+    result = runner.invoke(
+        app, ["train", str(tmp_path / "tags.csv"), "--recipe", "ft", "--label-columns", ",".join(names), "--output", str(output), *fast_flags(tiny_model)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "micro_f1" in result.output
+    (tmp_path / "texts.txt").write_text("a goal in the match\nrain and wind\n")
+    predicted = runner.invoke(app, ["predict", str(output), str(tmp_path / "texts.txt"), "--output", str(tmp_path / "out.jsonl"), "--proba"])
+    assert predicted.exit_code == 0, predicted.output
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert all(isinstance(row["labels"], list) and set(row["probabilities"]) == set(names) for row in rows)
+    frame.loc[3, "weather"] = 7
+    frame.to_csv(tmp_path / "tags.csv", index=False)
+    bad = runner.invoke(
+        app, ["train", str(tmp_path / "tags.csv"), "--label-columns", ",".join(names), "--output", str(tmp_path / "o2"), *fast_flags(tiny_model)]
+    )
+    assert bad.exit_code == 2 and "row 5, column 'weather': '7' is not 0 or 1" in " ".join(bad.output.split())

@@ -24,7 +24,6 @@ from .errors import ConfigError, PhaseFitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Three-phase fine-tuning of transformer text classifiers (DAE → contrastive → MLP head).")
 console = Console(stderr=True)
-SCORE_KEYS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "n_examples")
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -70,12 +69,15 @@ def _setup_quiet_logging() -> None:
 
 
 def _score_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    from .metrics import score_columns
+
+    keys = [key for key, _ in score_columns(next(iter(rows.values()), {}))] + ["n_examples"]
     table = Table(title=title)
     table.add_column("")
-    for key in SCORE_KEYS:
+    for key in keys:
         table.add_column(key, justify="right")
     for name, metrics in rows.items():
-        table.add_row(name, *[f"{metrics[k]:.4f}" if isinstance(metrics[k], float) else str(metrics[k]) for k in SCORE_KEYS])
+        table.add_row(name, *[f"{metrics[k]:.4f}" if isinstance(metrics[k], float) else str(metrics[k]) for k in keys])
     return table
 
 
@@ -180,7 +182,12 @@ def train_command(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with any option; command-line options override it."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column (default 'text')."),
     label_column: Optional[list[str]] = typer.Option(
-        None, "--label-column", help="Label column; repeat it, coarse to fine, for hierarchical labels (default 'label')."
+        None,
+        "--label-column",
+        help="Label column; repeat it, coarse to fine, for hierarchical labels (default 'label'); a column of JSON lists is multi-label.",
+    ),
+    label_columns: Optional[str] = typer.Option(
+        None, "--label-columns", help="Multi-label from 0/1 columns, one per label, comma-separated: --label-columns sports,news,tech."
     ),
     max_length: Optional[int] = typer.Option(
         None,
@@ -228,6 +235,7 @@ def train_command(
         config,
         {
             **_data_options(model, recipe, seed, samples_per_class, text_column, label_column),
+            "indicator_columns": [column.strip() for column in label_columns.split(",") if column.strip()] if label_columns else None,
             "max_length": max_length,
             "cache_dir": cache_dir,
             "unseen_test_labels": unseen_test_labels,
@@ -327,7 +335,7 @@ def predict_command(
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Text column of a table (default: the model's)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
 ) -> None:
-    """Label texts with a trained model; writes JSON Lines {"text", "label"[, "probabilities"]}."""
+    """Label texts with a trained model; writes JSON Lines {"text", "label"[, "probabilities"]} ("labels", a list, for a multi-label model)."""
     _setup_quiet_logging()
     from .data import read_texts
     from .model import PhaseFitModel
@@ -337,7 +345,10 @@ def predict_command(
     probabilities = model.predict_proba(texts, batch_size=batch_size)
     lines = []
     for text, row in zip(texts, probabilities):
-        record: dict[str, Any] = {"text": text, "label": model.labels[int(row.argmax())]}
+        if model.multi_label:
+            record: dict[str, Any] = {"text": text, "labels": [label for label, p, t in zip(model.labels, row, model.thresholds) if p >= t]}
+        else:
+            record = {"text": text, "label": model.labels[int(row.argmax())]}
         if proba:
             record["probabilities"] = {label: round(float(p), 6) for label, p in zip(model.labels, row)}
         lines.append(json.dumps(record, ensure_ascii=False))

@@ -180,6 +180,7 @@ class RunConfig:
     max_validation_examples: int | None = 2000
     text_column: str = "text"
     label_columns: list[str] = field(default_factory=lambda: ["label"])
+    indicator_columns: list[str] = field(default_factory=list)  # multi-label from 0/1 columns, one per label
     unseen_test_labels: str = "error"
     label_descriptions: str | None = None
     cache_dir: str | None = None

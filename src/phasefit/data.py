@@ -54,15 +54,27 @@ class LabelledData:
     validation_carved: bool = False  # the validation rows were held out of the labelled training rows
 
     @property
+    def multi_label(self) -> bool:
+        """Whether each text carries a set of labels (the splits are label-set splits) rather than one label."""
+        return hasattr(self.train, "label_sets")
+
+    @property
     def classes(self) -> list[str]:
-        return sorted(set(self.train.classes))
+        return self.train.label_names if self.multi_label else sorted(set(self.train.classes))
+
+    def ft_targets(self, split: Any) -> np.ndarray:
+        """What FT learns for each row: the code of its finest label, or (multi-label) its 0/1 row over :attr:`classes`."""
+        return split.indicator(self.classes) if self.multi_label else self.label_codes(split)[:, -1]
 
     @property
     def n_levels(self) -> int:
         return len(self.label_columns)
 
     def label_codes(self, split: Split) -> np.ndarray:
-        """Integer codes of shape ``(n, n_levels)``, numbered per level over the training labels."""
+        """Integer codes of shape ``(n, n_levels)``, numbered per level over the training labels; multi-label: the
+        0/1 matrix over :attr:`classes` (float, which is how the contrastive phase tells label sets apart)."""
+        if self.multi_label:
+            return split.indicator(self.classes)
         codes = np.empty((len(split), self.n_levels), dtype=np.int64)
         for level in range(self.n_levels):
             names = sorted({label[level] for label in self.train.labels})
@@ -313,12 +325,17 @@ def load_data(
     max_validation_examples: int | None = 2000,
     unseen_test_labels: UnseenLabels = "error",
     unlabelled_texts: Sequence[str] = (),
+    indicator_columns: Sequence[str] = (),
 ) -> LabelledData:
     """Load a labelled dataset and make the training, validation and test splits.
 
     Without a validation split, a stratified ``validation_fraction`` of train is held out (seeded).
     With ``samples_per_class``, the labelled training set is a seeded stratified draw; every
     other training text stays available, without its label, to the denoising phase.
+
+    Multi-label data (each row a set of labels, or none) is a label column of JSON lists (``labels``
+    when the default ``label`` column is absent) or 0/1 ``indicator_columns``, one per label; then
+    ``samples_per_class`` draws until every label has that many rows (see :mod:`phasefit.multilabel`).
     """
     label_columns = (label_columns,) if isinstance(label_columns, str) else tuple(label_columns)
     if not label_columns:
@@ -327,6 +344,26 @@ def load_data(
         raise DataError(f"--samples-per-class must be at least 1 (got {samples_per_class}).")
     if not 0 < validation_fraction < 1:
         raise DataError(f"validation fraction must lie between 0 and 1 (got {validation_fraction}).")
+    from .multilabel import label_list_column, load_label_set_data, split_frames
+
+    tables = split_frames(source) if indicator_columns or not isinstance(source, Mapping) else None
+    if indicator_columns and tables is None:
+        raise DataError("0/1 label columns (--label-columns) are read from a file, a folder of split files or a DataFrame.")
+    list_column = label_list_column(tables[0], label_columns) if tables and not indicator_columns else None
+    if indicator_columns or list_column:
+        frames, where = tables
+        return load_label_set_data(
+            frames,
+            where,
+            text_column,
+            list_column,
+            indicator_columns,
+            seed,
+            samples_per_class,
+            validation_fraction,
+            max_validation_examples,
+            unseen_test_labels,
+        )
     splits, where = read_splits(source, text_column, label_columns)
     for name, split in splits.items():
         check_hierarchy(split, label_columns, f"{where} [{name}]")
@@ -375,7 +412,7 @@ def without_validation_split(data: LabelledData, fraction: float, seed: int) -> 
 
 def with_validation_merged(data: LabelledData) -> LabelledData:
     """``data`` whose training rows are its training and validation rows together, and with no validation rows."""
-    merged = Split([*data.train.texts, *data.validation.texts], [*data.train.labels, *data.validation.labels])
+    merged = type(data.train)([*data.train.texts, *data.validation.texts], [*data.train.labels, *data.validation.labels])
     return dataclasses.replace(data, train=merged, validation=data.validation.subset([]), validation_carved=False)
 
 

@@ -43,3 +43,18 @@ def save_confusion_matrix(metrics: dict[str, Any], path: str | Path, title: str 
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+SINGLE_LABEL_SCORES = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("macro_precision", "macro precision"), ("macro_recall", "macro recall"))
+MULTI_LABEL_SCORES = (
+    ("micro_f1", "micro-F1"),
+    ("macro_f1", "macro-F1"),
+    ("samples_f1", "samples-F1"),
+    ("subset_accuracy", "subset accuracy"),
+    ("hamming_loss", "Hamming loss"),
+)
+
+
+def score_columns(metrics: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The (key, title) pairs a table of these scores shows: a multi-label run's, or a single-label run's."""
+    return MULTI_LABEL_SCORES if "hamming_loss" in metrics else SINGLE_LABEL_SCORES

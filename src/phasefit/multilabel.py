@@ -26,9 +26,19 @@ class LabelSetSplit:
         return len(self.texts)
 
     @property
-    def labels(self) -> list[str]:
+    def label_names(self) -> list[str]:
         """Every label that occurs, sorted."""
         return sorted({label for labels in self.label_sets for label in labels})
+
+    @property
+    def labels(self) -> list[tuple[str, ...]]:
+        """Each row's labels (as :attr:`Split.labels` holds each row's label path)."""
+        return self.label_sets
+
+    @property
+    def classes(self) -> list[str]:
+        """Each row's label set in one name ("a+b"; "(none)"), for pictures coloured by row."""
+        return ["+".join(labels) or "(none)" for labels in self.label_sets]
 
     def indicator(self, labels: Sequence[str]) -> np.ndarray:
         """A 0/1 matrix, one row per text and one column per label of ``labels`` (a label not in it is an error)."""
@@ -163,3 +173,109 @@ def multilabel_metrics(truth: np.ndarray, predicted: np.ndarray, labels: Sequenc
         },
         "n_examples": int(truth.shape[0]),
     }
+
+
+def split_frames(source: Any) -> tuple[dict[str, tuple[pd.DataFrame, str, int]], str] | None:
+    """The tables of a file, a folder of split files or a DataFrame: ``{split: (frame, where, row offset)}`` (None for
+    other sources, such as a hub id)."""
+    from pathlib import Path
+
+    from .data import _find_split_files, _row_offset, read_table
+
+    if isinstance(source, pd.DataFrame):
+        return {"train": (source, "DataFrame", 0)}, "DataFrame"
+    if not isinstance(source, (str, Path)):
+        return None
+    path = Path(source)
+    if path.is_dir():
+        return {split: (read_table(file), str(file), _row_offset(file)) for split, file in _find_split_files(path).items()}, str(path)
+    if path.is_file():
+        return {"train": (read_table(path), str(path), _row_offset(path))}, str(path)
+    return None
+
+
+def label_list_column(frames: dict[str, tuple[pd.DataFrame, str, int]], label_columns: Sequence[str]) -> str | None:
+    """The column of label lists when the data is multi-label: the one label column given, or ``labels`` when the
+    default ``label`` column is absent. A column mixing lists and single labels is an error naming the row."""
+    frame, where, offset = frames["train"]
+    candidates = list(label_columns) if len(label_columns) == 1 else []
+    if list(label_columns) == ["label"] and "label" not in frame.columns:
+        candidates.append("labels")
+    for column in candidates:
+        if is_label_list_column(frame, column, where, offset):
+            return column
+    return None
+
+
+def load_label_set_data(
+    frames: dict[str, tuple[pd.DataFrame, str, int]],
+    where: str,
+    text_column: str,
+    labels_column: str | None,
+    indicator_columns: Sequence[str],
+    seed: int,
+    samples_per_label: int | None,
+    validation_fraction: float,
+    max_validation_examples: int | None,
+    unseen_test_labels: str,
+) -> Any:
+    """Multi-label splits as a :class:`~phasefit.data.LabelledData` whose splits are :class:`LabelSetSplit` s.
+
+    Without a validation split a seeded random ``validation_fraction`` of train is held out; with
+    ``samples_per_label`` the labelled rows are a seeded draw giving every label at least that many rows (rarest
+    label first), the other training texts kept unlabelled. A label of validation or test that train never has is
+    an error naming the row (``unseen_test_labels: drop`` removes it from the row's set instead, and says so).
+    """
+    from .data import LabelledData
+
+    splits = {name: label_set_split(frame, source, text_column, labels_column, indicator_columns, offset) for name, (frame, source, offset) in frames.items()}
+    rng = np.random.default_rng(seed)
+    notes = [f"multi-label: {'0/1 columns ' + ', '.join(indicator_columns) if indicator_columns else f'label lists in column {labels_column!r}'}"]
+    train, validation = splits["train"], splits.get("validation")
+    if validation is None:
+        order = rng.permutation(len(train))
+        held = max(1, int(round(validation_fraction * len(train))))
+        validation, train = train.subset(np.sort(order[:held])), train.subset(np.sort(order[held:]))
+        notes.append(f"no validation split: held out a random {validation_fraction:.0%} of train ({len(validation)} rows, seed {seed})")
+    unlabelled: list[str] = []
+    if samples_per_label is not None:
+        chosen = sample_per_label(train.label_sets, samples_per_label, rng)
+        rest = np.setdiff1d(np.arange(len(train)), chosen)
+        unlabelled = [train.texts[i] for i in rest]
+        train = train.subset(chosen)
+        counts = label_counts(train.label_sets)
+        notes.append(
+            f"low-resource draw: at least {samples_per_label} rows per label (rarest first), {len(train)} labelled rows; rows per label "
+            + ", ".join(f"{label} {count}" for label, count in counts.items())
+        )
+    test = None
+    known = set(train.label_names)
+    if len(known) < 2:
+        raise DataError(f"{where}: the training rows carry {len(known)} label(s); a classifier needs at least two.")
+    for name in ("validation", "test"):
+        split = validation if name == "validation" else splits.get("test")
+        if split is not None:
+            source = frames.get(name, frames["train"])[1]
+            split = _without_unseen(split, known, f"{source} [{name}]", "drop" if name == "validation" else unseen_test_labels, notes)
+        if name == "validation":
+            validation = split
+        else:
+            test = split
+    if max_validation_examples is not None and len(validation) > max_validation_examples:
+        validation = validation.subset(np.sort(rng.permutation(len(validation))[:max_validation_examples]))
+        notes.append(f"validation capped at {len(validation)} rows (random)")
+    return LabelledData(train, validation, test, unlabelled, (labels_column or "labels",), where, notes, validation_carved="validation" not in splits)
+
+
+def _without_unseen(split: LabelSetSplit, known: set[str], where: str, policy: str, notes: list[str]) -> LabelSetSplit:
+    rows = [row for row, labels in enumerate(split.label_sets) if set(labels) - known]
+    if not rows:
+        return split
+    unseen = sorted({label for row in rows for label in split.label_sets[row] if label not in known})
+    if policy == "error":
+        raise DataError(
+            f"{where}: row {rows[0] + 1} carries label {unseen[0]!r}, which no training row has ({len(rows)} rows carry such labels: "
+            f"{', '.join(map(repr, unseen[:10]))}). Pass --unseen-test-labels drop to score without them."
+        )
+    notes.append(f"{where}: removed labels unseen in train from {len(rows)} rows ({', '.join(map(repr, unseen[:10]))})")
+    return LabelSetSplit(split.texts, [tuple(label for label in labels if label in known) for labels in split.label_sets])

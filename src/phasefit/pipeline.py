@@ -85,13 +85,15 @@ class TrainResult:
         from .reporting.model_card import render_model_card
         from .reporting.plots import curve_records, plot_learning_curves, plot_projections
 
-        with tempfile.TemporaryDirectory() as folder:
-            picture = save_confusion_matrix(self.test_metrics or self.validation_metrics, Path(folder) / "cm.png").read_bytes()
+        pictures = {}
+        if "confusion_matrix" in (self.test_metrics or self.validation_metrics):  # a multi-label run has per-label scores instead
+            with tempfile.TemporaryDirectory() as folder:
+                pictures["confusion_matrix.png"] = save_confusion_matrix(self.test_metrics or self.validation_metrics, Path(folder) / "cm.png").read_bytes()
         files = {
             "metrics.json": (json.dumps(self.summary(), indent=2) + "\n").encode(),
             CURVES_FILE: "".join(json.dumps(record) + "\n" for record in curve_records(self.phase_stats)).encode(),
             "config.yaml": yaml.safe_dump({**self.config.to_dict(), "recipe": self.config.recipe}, sort_keys=False).encode(),
-            "confusion_matrix.png": picture,
+            **pictures,
             "README.md": render_model_card(self).encode(),
         }
         with tempfile.TemporaryDirectory() as folder:
@@ -188,6 +190,7 @@ def load_configured_data(source: Any, config: RunConfig) -> LabelledData:
         source,
         text_column=config.text_column,
         label_columns=config.label_columns,
+        indicator_columns=config.indicator_columns,
         seed=config.seed,
         samples_per_class=config.samples_per_class,
         validation_fraction=config.validation_fraction,
@@ -202,6 +205,12 @@ def evaluate_split(model: PhaseFitModel, split: Split, batch_size: int = 64) -> 
     Under several processes each predicts its share of the rows and the predictions are gathered,
     so the scores are those of one process predicting them all.
     """
+    if model.multi_label:
+        from .multilabel import LabelSetSplit, multilabel_metrics
+
+        probabilities = distributed.map_sharded(lambda texts: list(model.predict_proba(texts, batch_size=batch_size)), split.texts)
+        truth = LabelSetSplit(split.texts, split.labels).indicator(model.labels)
+        return multilabel_metrics(truth, np.asarray(probabilities).reshape(len(split), -1) >= model.thresholds, model.labels)
     predicted = distributed.map_sharded(lambda texts: model.predict(texts, batch_size=batch_size), split.texts)
     return classification_metrics(split.classes, predicted, model.labels)
 
@@ -320,6 +329,7 @@ def _train_pass(
         "text_column": config.text_column,
         "max_length": max_length,
         "seed": config.seed,
+        **({"multi_label": True, "thresholds": runner.phase_stats["ft"]["thresholds"]} if data.multi_label else {}),
     }
     model = PhaseFitModel(encoder, runner.head, data.classes, info)
     validation_metrics = evaluate_split(model, data.validation) if len(data.validation) else {}
@@ -374,8 +384,10 @@ class _RecipeRunner:
         self.phase_stats: dict[str, dict[str, Any]] = {}
         self.cached: list[str] = []
         self.head = None
+        if data.multi_label and config.phases["ft"].metric == "accuracy":  # subset accuracy moves in coarse steps
+            config.phases["ft"] = dataclasses.replace(config.phases["ft"], metric="micro_f1")
         self.ft_data = FTData(
-            data.train.texts, self.train_codes[:, -1], data.validation.texts, data.label_codes(data.validation)[:, -1], len(data.classes), self.class_texts
+            data.train.texts, data.ft_targets(data.train), data.validation.texts, data.ft_targets(data.validation), len(data.classes), self.class_texts
         )
         self.ft_key = ""
         # A self-training student that starts from the encoder as FT found it needs that encoder kept.

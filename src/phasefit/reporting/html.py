@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ModelFilesError
+from ..metrics import score_columns
 
 PICTURES = [
     ("confusion_matrix.png", "Confusion matrix"),
@@ -29,16 +30,13 @@ def build_html_report(run_dir: str | Path) -> str:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}pre{background:#f6f6f6;padding:1em}</style></head><body>",
         f"<h1>phasefit run: {html.escape(run_dir.name)}</h1>",
         f"<p>Recipe <b>{html.escape(str(report.get('recipe')))}</b>: {' → '.join(map(html.escape, report.get('phases', [])))}</p>",
-        "<h2>Scores</h2><table><tr><th>split</th><th>accuracy</th><th>macro-F1</th><th>macro precision</th><th>macro recall</th><th>examples</th></tr>",
     ]
+    columns = score_columns(report.get("test") or report.get("validation") or {})
+    parts.append("<h2>Scores</h2><table><tr><th>split</th>" + "".join(f"<th>{title}</th>" for _, title in columns) + "<th>examples</th></tr>")
     for split in ("validation", "test"):
         scores = report.get(split)
         if scores:
-            parts.append(
-                f"<tr><td>{split}</td>"
-                + "".join(f"<td>{scores[k]:.4f}</td>" for k in ("accuracy", "macro_f1", "macro_precision", "macro_recall"))
-                + f"<td>{scores['n_examples']}</td></tr>"
-            )
+            parts.append(f"<tr><td>{split}</td>" + "".join(f"<td>{scores[k]:.4f}</td>" for k, _ in columns) + f"<td>{scores['n_examples']}</td></tr>")
     parts.append("</table><h2>Wall time per phase</h2><table><tr><th>phase</th><th>seconds</th><th>cached</th></tr>")
     for phase, seconds in report.get("phase_seconds", {}).items():
         parts.append(f"<tr><td>{html.escape(phase)}</td><td>{seconds:.1f}</td><td>{'yes' if phase in report.get('cached_phases', []) else ''}</td></tr>")

@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from ..config import PHASE_TITLES, default_model_path
+from ..metrics import score_columns
 
 
 def render_model_card(result: Any) -> str:
@@ -27,11 +28,12 @@ def render_model_card(result: Any) -> str:
                 "results": [
                     {
                         "task": {"type": "text-classification"},
-                        "metrics": [{"type": name, "value": round(test[name], 4)} for name in ("accuracy", "macro_f1", "macro_precision", "macro_recall")],
+                        "metrics": [{"type": name, "value": round(test[name], 4)} for name, _ in score_columns(test)],
                     }
                 ],
             }
         ]
+    columns = score_columns(test or result.validation_metrics or {})
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# Text classifier trained with phasefit ({result.recipe.name})", ""]
     lines += [
         f"Base encoder: `{base_model}`. Recipe `{result.recipe.name}`: {result.recipe} ({result.recipe.description}).",
@@ -44,14 +46,12 @@ def render_model_card(result: Any) -> str:
         "",
         "## Scores",
         "",
-        "| split | accuracy | macro-F1 | macro precision | macro recall | examples |",
-        "|---|---|---|---|---|---|",
+        "| split | " + " | ".join(title for _, title in columns) + " | examples |",
+        "|---|" + "---|" * (len(columns) + 1),
     ]
     for split, metrics in (("validation", result.validation_metrics), ("test", test)):
         if metrics:
-            lines.append(
-                f"| {split} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | {metrics['macro_precision']:.4f} | {metrics['macro_recall']:.4f} | {metrics['n_examples']} |"
-            )
+            lines.append(f"| {split} | " + " | ".join(f"{metrics[key]:.4f}" for key, _ in columns) + f" | {metrics['n_examples']} |")
     lines += ["", f"## Labels ({len(result.model.labels)})", "", ", ".join(f"`{label}`" for label in result.model.labels), ""]
     lines += [
         "## Training options",
