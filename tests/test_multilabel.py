@@ -229,6 +229,10 @@ def test_the_cli_trains_on_zero_one_columns_and_predicts_label_lists(tmp_path, t
     assert predicted.exit_code == 0, predicted.output
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert all(isinstance(row["labels"], list) and set(row["probabilities"]) == set(names) for row in rows)
+    scored = runner.invoke(app, ["evaluate", str(output), str(tmp_path / "tags.csv"), "--split", "train", "--json", str(tmp_path / "eval.json")])
+    assert scored.exit_code == 0, scored.output
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["n_examples"] == len(texts) and set(metrics["per_label"]) == set(names)
     frame.loc[3, "weather"] = 7
     frame.to_csv(tmp_path / "tags.csv", index=False)
     bad = runner.invoke(

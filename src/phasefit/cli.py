@@ -382,6 +382,13 @@ def evaluate_command(
 
     model = PhaseFitModel.from_pretrained(model_dir)
     label = label_column or model.info.get("label_columns", ["label"])[-1]
+    if model.multi_label:
+        metrics, where = _evaluate_label_sets(model, data, split, text_column, label, unseen_labels)
+        json_path = json_path or model_dir / f"eval-{split}.json"
+        _write_atomically(json_path, json.dumps(metrics, indent=2) + "\n")
+        console.print(_score_table(f"{model_dir} on {where} [{split}]", {split: metrics}))
+        console.print(f"Wrote {json_path}.", highlight=False)
+        return
     splits, where = read_splits(data, text_column or model.info.get("text_column", "text"), [label])
     if split not in splits:
         raise ConfigError(f"--split {split}: {where} has the splits {', '.join(splits)}.")
@@ -399,6 +406,30 @@ def evaluate_command(
     picture = save_confusion_matrix(metrics, json_path.with_suffix(".png"), f"{split}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
     console.print(_score_table(f"{model_dir} on {where} [{split}]", {split: metrics}))
     console.print(f"Wrote {json_path} and {picture}.", highlight=False)
+
+
+def _evaluate_label_sets(model: Any, data: str, split: str, text_column: str | None, label: str, unseen_labels: str) -> tuple[dict[str, Any], str]:
+    """A multi-label model's scores on one split: its label lists, or its 0/1 columns (the ones the model trained on)."""
+    from .multilabel import LabelSetSplit, label_set_split, split_frames
+    from .pipeline import evaluate_split
+
+    tables = split_frames(data)
+    if tables is None:
+        raise ConfigError(f"{data}: a multi-label model is scored on a file or a folder of split files.")
+    frames, where = tables
+    if split not in frames:
+        raise ConfigError(f"--split {split}: {where} has the splits {', '.join(frames)}.")
+    frame, source, offset = frames[split]
+    indicator_columns = model.info.get("indicator_columns") or ()
+    chosen = label_set_split(frame, source, text_column or model.info.get("text_column", "text"), label, indicator_columns, offset)
+    unknown = [row for row, labels in enumerate(chosen.label_sets) if set(labels) - set(model.labels)]
+    if unknown and unseen_labels != "drop":
+        first = sorted(set(chosen.label_sets[unknown[0]]) - set(model.labels))[0]
+        raise PhaseFitError(
+            f"{source}: row {unknown[0] + offset} carries label {first!r}, which the model never saw. Pass --unseen-labels drop to score without it."
+        )
+    chosen = LabelSetSplit(chosen.texts, [tuple(label for label in labels if label in model.labels) for labels in chosen.label_sets])
+    return evaluate_split(model, chosen), where
 
 
 @app.command("demo")
