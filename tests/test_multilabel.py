@@ -239,3 +239,20 @@ def test_the_cli_trains_on_zero_one_columns_and_predicts_label_lists(tmp_path, t
         app, ["train", str(tmp_path / "tags.csv"), "--label-columns", ",".join(names), "--output", str(tmp_path / "o2"), *fast_flags(tiny_model)]
     )
     assert bad.exit_code == 2 and "row 5, column 'weather': '7' is not 0 or 1" in " ".join(bad.output.split())
+
+
+def test_the_estimator_takes_label_lists_or_an_indicator_matrix_and_answers_in_kind(tmp_path, fast_options):
+    from phasefit import PhaseFitClassifier
+
+    texts, indicator, names = multi_label_toy()
+    options = {key: value for key, value in fast_options.items() if key != "seed"}
+    by_matrix = PhaseFitClassifier(recipe="ft", seed=0, **options).fit(texts, indicator.astype(int))
+    predicted = by_matrix.predict(texts[:5])
+    assert predicted.shape == (5, 3) and set(np.unique(predicted)) <= {0, 1} and by_matrix.classes_.tolist() == [0, 1, 2]
+    assert by_matrix.predict_proba(texts[:5]).shape == (5, 3)
+    lists = [[name for name, on in zip(names, row) if on] for row in indicator]
+    by_lists = PhaseFitClassifier(recipe="ft", seed=0, **options).fit(texts, lists)
+    answers = by_lists.predict(texts[:5])
+    assert isinstance(answers, list) and all(isinstance(row, list) and set(row) <= set(names) for row in answers)
+    by_lists.save(tmp_path / "clf")
+    assert PhaseFitClassifier.load(tmp_path / "clf").predict(texts[:5]) == answers

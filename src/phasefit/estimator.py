@@ -67,35 +67,72 @@ class PhaseFitClassifier(ClassifierMixin, BaseEstimator):
             options["model"] = self.model
         return options
 
-    def fit(self, X: Sequence[str], y: Sequence[Any]) -> "PhaseFitClassifier":
-        """Train on the texts ``X`` with labels ``y``; a stratified share of them is held out for validation."""
+    def fit(self, X: Sequence[str], y: Any) -> "PhaseFitClassifier":
+        """Train on the texts ``X`` with labels ``y``; a share of them is held out for validation.
+
+        ``y`` holds one label per text, or (multi-label) a list of labels per text, or a 0/1 indicator matrix
+        (texts x labels); :meth:`predict` answers in the same form.
+        """
         from .pipeline import train
 
-        texts, labels = _texts(X, "X"), list(np.asarray(y, dtype=object).ravel())
-        if len(texts) != len(labels):
-            raise DataError(f"PhaseFitClassifier.fit: X has {len(texts)} texts but y has {len(labels)} labels.")
-        originals = {str(label): label for label in labels}
-        frame = pd.DataFrame({"text": texts, "label": [str(label) for label in labels]})
-        result = train(frame, self._options())
+        texts = _texts(X, "X")
+        form = _label_form(y)
+        count = len(y) if form != "single" else np.asarray(y, dtype=object).ravel().size
+        if len(texts) != count:
+            raise DataError(f"PhaseFitClassifier.fit: X has {len(texts)} texts but y has {count} labels.")
+        options = self._options()
+        if form == "indicator":
+            matrix = np.asarray(y)
+            columns = [f"{index:06d}" for index in range(matrix.shape[1])]  # names that sort in column order
+            frame = pd.DataFrame({"text": texts, **{name: matrix[:, index].astype(int) for index, name in enumerate(columns)}})
+            options["indicator_columns"] = columns
+            labels = list(matrix)
+        elif form == "lists":
+            labels = list(y)
+            frame = pd.DataFrame({"text": texts, "labels": [sorted({str(label) for label in row}) for row in labels]})
+        else:
+            labels = list(np.asarray(y, dtype=object).ravel())
+            frame = pd.DataFrame({"text": texts, "label": [str(label) for label in labels]})
+        result = train(frame, options)
         self.model_ = result.model
         self.result_ = result
-        self.classes_ = np.array([originals[name] for name in self.model_.labels])
+        self.label_form_ = form
+        if form == "indicator":
+            self.classes_ = np.arange(np.asarray(y).shape[1])
+        else:
+            originals = {str(label): label for row in labels for label in (row if form == "lists" else [row])}
+            self.classes_ = np.array([originals[name] for name in self.model_.labels], dtype=object if form == "lists" else None)
         self.n_features_in_ = 1
         return self
 
     def predict_proba(self, X: Sequence[str]) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
+        """Class probabilities, columns in the order of ``classes_`` (multi-label: each label's own probability)."""
         check_is_fitted(self, "model_")
-        return self.model_.predict_proba(_texts(X, "X"))
+        probabilities = self.model_.predict_proba(_texts(X, "X"))
+        if getattr(self, "label_form_", "single") != "indicator":
+            return probabilities
+        full = np.zeros((len(probabilities), len(self.classes_)), dtype=probabilities.dtype)  # a column no training row had stays 0
+        full[:, [int(name) for name in self.model_.labels]] = probabilities
+        return full
 
-    def predict(self, X: Sequence[str]) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+    def predict(self, X: Sequence[str]) -> Any:
+        """One label per text; multi-label: a 0/1 matrix or a list of label lists, the form ``y`` had."""
+        probabilities = self.predict_proba(X)
+        form = getattr(self, "label_form_", "single")
+        if form == "single":
+            return self.classes_[probabilities.argmax(axis=1)]
+        if form == "indicator":
+            thresholds = np.ones(len(self.classes_), dtype=np.float32)
+            thresholds[[int(name) for name in self.model_.labels]] = self.model_.thresholds
+            return (probabilities >= thresholds).astype(int)
+        return [[label for label, p, t in zip(self.classes_, row, self.model_.thresholds) if p >= t] for row in probabilities]
 
     def save(self, directory: str | Path) -> Path:
         """The fitted model as a phasefit folder (``PhaseFitModel.from_pretrained`` or :meth:`load` read it)."""
         check_is_fitted(self, "model_")
         self.model_.info[CLASSES_KEY] = [_plain(label) for label in self.classes_]
         self.model_.info["estimator_params"] = {k: v for k, v in self.get_params().items() if _is_json(v)}
+        self.model_.info["estimator_label_form"] = getattr(self, "label_form_", "single")
         return self.model_.save_pretrained(directory)
 
     @classmethod
@@ -104,7 +141,8 @@ class PhaseFitClassifier(ClassifierMixin, BaseEstimator):
         model = PhaseFitModel.from_pretrained(directory)
         estimator = cls(**model.info.get("estimator_params", {}))
         estimator.model_ = model
-        estimator.classes_ = np.array(model.info.get(CLASSES_KEY, model.labels))
+        estimator.label_form_ = model.info.get("estimator_label_form", "lists" if model.multi_label else "single")
+        estimator.classes_ = np.array(model.info.get(CLASSES_KEY, model.labels), dtype=object if estimator.label_form_ == "lists" else None)
         estimator.n_features_in_ = 1
         return estimator
 
@@ -124,6 +162,17 @@ def _texts(X: Any, name: str) -> list[str]:
     if bad:
         raise DataError(f"PhaseFitClassifier: {name} row {bad[0]} is {type(values[bad[0]]).__name__}, not a text.")
     return values
+
+
+def _label_form(y: Any) -> str:
+    """``single`` (one label per text), ``lists`` (a list of labels per text) or ``indicator`` (a 0/1 matrix)."""
+    if isinstance(y, (np.ndarray, pd.DataFrame)) or (isinstance(y, list) and y and all(isinstance(row, (list, tuple, np.ndarray)) for row in y)):
+        values = np.asarray(y, dtype=object) if not isinstance(y, pd.DataFrame) else y.to_numpy()
+        if values.ndim == 2 and values.size and all(value in (0, 1) for value in values.ravel()):
+            return "indicator"
+    if not isinstance(y, (str, np.ndarray)) and len(y) and all(isinstance(row, (list, tuple, set, frozenset)) for row in y):
+        return "lists"
+    return "single"
 
 
 def _plain(value: Any) -> Any:
