@@ -256,3 +256,27 @@ def test_the_estimator_takes_label_lists_or_an_indicator_matrix_and_answers_in_k
     assert isinstance(answers, list) and all(isinstance(row, list) and set(row) <= set(names) for row in answers)
     by_lists.save(tmp_path / "clf")
     assert PhaseFitClassifier.load(tmp_path / "clf").predict(texts[:5]) == answers
+
+
+def test_a_multi_label_model_exports_to_onnx_and_serves_label_lists(tmp_path, tiny_model):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from sentence_transformers import SentenceTransformer
+
+    from phasefit.deploy.export import OnnxClassifier, export_onnx
+    from phasefit.deploy.serve import ServeOptions, create_app
+    from phasefit.model import ClassificationHead, PhaseFitModel
+
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    model = PhaseFitModel(encoder, ClassificationHead(32, 8, 3, 0.0).eval(), ["food", "sport", "weather"], {"multi_label": True, "thresholds": [0.4, 0.5, 0.6]})
+    model.save_pretrained(tmp_path / "model")
+    texts = ["a goal in the match", "rain and wind today", "soup"]
+    export_onnx(tmp_path / "model", tmp_path / "onnx")
+    exported = OnnxClassifier(tmp_path / "onnx")
+    assert exported.multi_label and exported.thresholds.tolist() == pytest.approx([0.4, 0.5, 0.6])
+    assert np.allclose(exported.predict_proba(texts), model.predict_proba(texts), atol=1e-4)
+    assert exported.predict(texts) == model.predict(texts)
+    with TestClient(create_app(ServeOptions(str(tmp_path / "model")))) as client:
+        answer = client.post("/predict", json={"texts": texts}).json()["predictions"]
+    assert [row["labels"] for row in answer] == model.predict(texts) and all("label" not in row for row in answer)

@@ -20,11 +20,12 @@ class _ProbabilityGraph(nn.Module):
         super().__init__()
         self.encoder = model.encoder
         self.head = model.head
+        self.multi_label = model.multi_label
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         features = {"input_ids": input_ids, "attention_mask": attention_mask}
-        embedding = self.encoder(features)["sentence_embedding"]
-        return torch.softmax(self.head(embedding), dim=-1)
+        logits = self.head(self.encoder(features)["sentence_embedding"])
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 
 
 QUANTIZATIONS = ("int8",)
@@ -73,6 +74,7 @@ def export_onnx(model_dir: str | Path, output: str | Path, opset: int = 17, quan
                     "inputs": ["input_ids", "attention_mask"],
                     "output": "probabilities",
                     "quantization": quantize,
+                    **({"multi_label": True, "thresholds": model.thresholds.tolist()} if model.multi_label else {}),
                 },
                 indent=2,
             )
@@ -109,6 +111,8 @@ class OnnxClassifier:
             raise ConfigError(f"{export_dir}: no phasefit_onnx.json; is it a folder written by `phasefit export`?")
         self.meta = json.loads(meta_file.read_text(encoding="utf-8"))
         self.labels: list[str] = list(self.meta["labels"])
+        self.multi_label = bool(self.meta.get("multi_label"))
+        self.thresholds = np.asarray(self.meta.get("thresholds") or [0.5] * len(self.labels), dtype=np.float32)
         self.tokenizer = AutoTokenizer.from_pretrained(str(export_dir))
         options = onnxruntime.SessionOptions()
         if threads:
@@ -129,8 +133,12 @@ class OnnxClassifier:
             probabilities[rows] = self.session.run(["probabilities"], feeds)[0]
         return probabilities
 
-    def predict(self, texts: list[str]) -> list[str]:
-        return [self.labels[i] for i in self.predict_proba(texts).argmax(axis=1)]
+    def predict(self, texts: list[str]) -> list[str] | list[list[str]]:
+        """The most probable label of each text; a multi-label export: the labels at or above their saved thresholds."""
+        probabilities = self.predict_proba(texts)
+        if self.multi_label:
+            return [[label for label, on in zip(self.labels, row) if on] for row in probabilities >= self.thresholds]
+        return [self.labels[i] for i in probabilities.argmax(axis=1)]
 
 
 def onnx_predict_proba(export_dir: str | Path, texts: list[str]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """`phasefit serve`: an HTTP server (FastAPI + uvicorn) for a trained model, PyTorch or ONNX Runtime back end.
 
 ``GET /health``; ``POST /predict`` with ``{"texts": [...]}`` answers
-``{"predictions": [{"label": ..., "probabilities": {label: p}}]}``. Concurrent requests are
+``{"predictions": [{"label": ..., "probabilities": {label: p}}]}`` (a multi-label model: ``"labels": [...]``). Concurrent requests are
 batched: a single worker task takes the waiting requests' texts together (up to ``max_batch``
 texts, after at most ``batch_wait_ms``) and runs the model once, in a thread, so the event loop
 keeps answering. Bad requests get a 4xx with a message (422 for malformed JSON or wrong types, 413
@@ -124,8 +124,12 @@ def create_app(options: ServeOptions, backend: Any | None = None):
     class PredictRequest(BaseModel):
         texts: list[StrictStr] = Field(min_length=1, description=f"Texts to label: 1 to {options.max_texts}, each at most {options.max_chars} characters.")
 
+    multi_label = bool(getattr(backend, "multi_label", False))
+    thresholds = list(getattr(backend, "thresholds", [])) if multi_label else []
+
     class Prediction(BaseModel):
-        label: str
+        label: str | None = None
+        labels: list[str] | None = Field(default=None, description="A multi-label model's labels at or above their thresholds.")
         probabilities: dict[str, float]
 
     class PredictResponse(BaseModel):
@@ -150,7 +154,10 @@ def create_app(options: ServeOptions, backend: Any | None = None):
         return Health(status="ok", labels=labels, backend=kind)
 
     @app.post(
-        "/predict", response_model=PredictResponse, responses={413: {"description": "Too many or too long texts"}, 422: {"description": "Malformed request"}}
+        "/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        responses={413: {"description": "Too many or too long texts"}, 422: {"description": "Malformed request"}},
     )
     async def predict(request: PredictRequest) -> PredictResponse:
         if len(request.texts) > options.max_texts:
@@ -162,11 +169,14 @@ def create_app(options: ServeOptions, backend: Any | None = None):
             probabilities = await batcher.predict(request.texts)
         except Exception as error:
             raise HTTPException(503, f"the model could not label this request ({type(error).__name__}); try again.") from None
-        return PredictResponse(
-            predictions=[
-                Prediction(label=labels[int(row.argmax())], probabilities={label: round(float(p), 6) for label, p in zip(labels, row)}) for row in probabilities
-            ]
-        )
+        predictions = []
+        for row in probabilities:
+            scores = {label: round(float(p), 6) for label, p in zip(labels, row)}
+            if multi_label:
+                predictions.append(Prediction(labels=[label for label, p, t in zip(labels, row, thresholds) if p >= t], probabilities=scores))
+            else:
+                predictions.append(Prediction(label=labels[int(row.argmax())], probabilities=scores))
+        return PredictResponse(predictions=predictions)
 
     return app
 
