@@ -36,6 +36,7 @@ def test_bad_label_lists_name_the_row(labels, message):
 def test_a_column_of_single_labels_is_not_multi_label():
     assert not is_label_list_column(pd.DataFrame({"label": ["a", "b"]}), "label", "x")
     assert is_label_list_column(pd.DataFrame({"labels": [["a"], []]}), "labels", "x")
+    assert not is_label_list_column(pd.DataFrame({"labels": []}), "labels", "x"), "a header without rows is left to the usual message"
 
 
 def test_zero_one_columns_are_label_sets_and_other_values_name_row_and_column():

@@ -57,7 +57,7 @@ class LabelSetSplit:
 
 def is_label_list_column(frame: pd.DataFrame, column: str, where: str, row_offset: int = 1) -> bool:
     """Whether ``column`` holds label lists (multi-label) or single labels; a column mixing both is an error naming a row."""
-    if column not in frame.columns:
+    if column not in frame.columns or not len(frame):
         return False
     kinds = np.array([isinstance(value, (list, tuple, np.ndarray)) for value in frame[column]])
     if kinds.all():
