@@ -645,3 +645,13 @@ def test_the_gap_bar_reads_how_much_of_the_way_to_full_data_the_challenger_goes(
         == "- sst2: tuned FT at 8 per class 71.00, full-data FT 90.00 (1 seed(s)), ft+st at 8 per class 82.00: it closes 58% of the gap (bar: at least half): **met**."
     )
     assert ag_news == "- ag_news: not measured yet (no tuned-ft at full)."
+
+
+def test_a_study_with_a_plan_gets_no_verdict_before_all_its_paired_runs_are_in():
+    records = [
+        held_out_record("ft+st", profile, seed, 0.90 + 0.05 * (profile == "held-out-st-scale"), 0.9)
+        for seed in (1, 2)
+        for profile in ("held-out-plus", "held-out-st-scale")
+    ]
+    decision = next(line for line in report.held_out_lines(records) if line.startswith("- Component ft+st (held-out-st-scale)"))
+    assert "2 of its 18 planned paired runs so far" in decision and "**no verdict yet**" in decision and "+5.00" in decision

@@ -91,6 +91,8 @@ def held_out_accuracy(record: dict[str, Any]) -> float:
 
 
 HELD_OUT_COMPONENTS = [(rule["name"], rule["base"], rule["what"]) for rule in RULES["held_out_components"]]
+# A study with a planned number of paired runs gets no verdict before all of them are in.
+PLANNED_PAIRS = {(rule["name"], rule["base"]): int(rule["planned"]) for rule in RULES["held_out_components"] if "planned" in rule}
 HELD_OUT_PEERS = [(rule["name"], rule["peer"]) for rule in RULES["held_out_peers"]]
 
 
@@ -103,6 +105,13 @@ def held_out_decisions(seeded: dict[tuple, dict[int, float]]) -> list[str]:
             continue
         difference = statistics.mean(new - old for new, old in pairs)
         ahead, behind = sum(new > old for new, old in pairs), sum(new < old for new, old in pairs)
+        planned = PLANNED_PAIRS.get((name, base), 0)
+        if len(pairs) < planned:
+            lines.append(
+                f"- Component {name} ({what}) against {base}: {len(pairs)} of its {planned} planned paired runs so far (mean held-out "
+                f"difference {difference:+.2f} points, ahead in {ahead}, behind in {behind}): **no verdict yet**."
+            )
+            continue
         verdict = "kept" if difference >= KEEP_MARGIN and ahead > behind else "dropped"
         lines.append(
             f"- Component {name} ({what}) against {base}: over {len(pairs)} paired run(s) mean held-out difference {difference:+.2f} points, "
@@ -125,7 +134,8 @@ def held_out_lines(records: list[dict[str, Any]]) -> list[str]:
         "Each run's validation split is cut in two, stratified and seeded (the same cut for every method of a seed): the run chooses "
         "on one part (at most 500 rows, at most half) and is scored on the other (at most 1,000 rows). The test split is never scored. "
         "SetFit never looks at validation, so here it meets the FT variants on data none of them chose on. Profiles: `held-out` "
-        "(SetFit), `held-out-plus` (3phase+'s FT), `held-out-plus-self` (the same with one round of self-training).",
+        "(SetFit), `held-out-plus` (3phase+'s FT; with method ft+st, ft+st's defaults), `held-out-plus-self` (the same with one round of "
+        "self-training inside FT, before the st phase existed), `held-out-st-scale` (ft+st with the pool at scale; see profiles/studies.yaml).",
         "",
         *table(summarise(seeded), keys, columns),
         "",
