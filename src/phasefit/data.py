@@ -64,7 +64,8 @@ class LabelledData:
 
     def ft_targets(self, split: Any) -> np.ndarray:
         """What FT learns for each row: the code of its finest label, or (multi-label) its 0/1 row over :attr:`classes`."""
-        return split.indicator(self.classes) if self.multi_label else self.label_codes(split)[:, -1]
+        codes = self.label_codes(split)
+        return codes if self.multi_label else codes[:, -1]
 
     @property
     def n_levels(self) -> int:
