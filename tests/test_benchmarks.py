@@ -655,3 +655,48 @@ def test_a_study_with_a_plan_gets_no_verdict_before_all_its_paired_runs_are_in()
     ]
     decision = next(line for line in report.held_out_lines(records) if line.startswith("- Component ft+st (held-out-st-scale)"))
     assert "2 of its 18 planned paired runs so far" in decision and "**no verdict yet**" in decision and "+5.00" in decision
+
+
+def multi_label_dataset(root: Path) -> None:
+    from test_multilabel import multi_label_toy
+
+    texts, indicator, names = multi_label_toy()
+    rows = [{"text": text, "labels": [name for name, on in zip(names, row) if on]} for text, row in zip(texts, indicator)]
+    (root / "tags").mkdir(parents=True)
+    pd.DataFrame(rows[:54]).to_json(root / "tags" / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(rows[54:]).to_json(root / "tags" / "test.jsonl", orient="records", lines=True)
+
+
+def test_the_runner_scores_a_multi_label_dataset_by_f1_for_phasefit_and_setfit_one_vs_rest(tmp_path, tiny_model):
+    root = tmp_path / "data"
+    multi_label_dataset(root)
+    pd.DataFrame(toy_rows({"sport": 20, "weather": 20}, seed=1)).to_json((root / "toy.jsonl"), orient="records", lines=True)
+    (root / "toy").mkdir()
+    (root / "toy.jsonl").rename(root / "toy" / "train.jsonl")
+    assert run.default_results(["tags"], root) == run.MULTI_LABEL_RESULTS and run.default_results(["toy"], root) == run.DEFAULT_RESULTS
+    assert any("single-label ones in one plan" in e for e in run.plan_errors(["tags", "toy"], ["8"], ["ft"], root, "smoke", tmp_path / "r.jsonl"))
+    assert any("their own --results file" in e for e in run.plan_errors(["tags"], ["8"], ["ft"], root, "smoke", run.DEFAULT_RESULTS))
+
+    results = tmp_path / "results" / "multi_label" / "runs.jsonl"
+    common = ["--datasets", "tags", "--regimes", "4", "--seeds", "1", "2", "--model", tiny_model, "--profile", "smoke", "--data-root", str(root)]
+    run.main([*common, "--methods", "ft", "tuned-ft", "setfit", "--results", str(results), "--cache-dir", str(tmp_path / "cache")])
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted((r["method"], r["seed"]) for r in records) == [(m, s) for m in ("ft", "setfit", "tuned-ft") for s in (1, 2)]
+    for record in records:
+        assert {"micro_f1", "macro_f1", "samples_f1", "per_label"} <= set(record["test"]) and "validation_accuracy" not in record
+        assert 0 <= record["validation_macro_f1"] <= 1 and 0 <= record["validation_micro_f1"] <= 1
+    setfit = next(r for r in records if r["method"] == "setfit")
+    assert setfit["config"]["setfit"]["multi_target_strategy"] == "one-vs-rest"
+    tuned = next(r for r in records if r["method"] == "tuned-ft")
+    assert tuned["validation_micro_f1"] == max(trial["validation_micro_f1"] for trial in tuned["grid"])
+
+    lines = report.multi_label_lines(records)
+    assert lines[2].startswith("| dataset | regime | ft | tuned-ft | setfit |") and lines[4].startswith("| tags | 4 | ")
+    assert any(line.startswith("- tags, 4: ft (chosen on validation) ") and "paired over 2 seeds" in line for line in lines)
+
+
+def test_the_best_multi_label_recipe_is_chosen_on_validation_not_test():
+    from benchmarks.report.multilabel import best_recipe
+
+    validation = {("g", "8", "ft"): {1: 30.0, 2: 32.0}, ("g", "8", "3phase"): {1: 33.0, 2: 31.5}, ("g", "8", "ft+st"): {1: 20.0}}
+    assert best_recipe(validation, "g", "8") == "3phase" and best_recipe(validation, "g", "64") is None

@@ -163,8 +163,56 @@ def test_multi_label_fine_tuning_chooses_thresholds_and_the_model_predicts_label
     model.save_pretrained(tmp_path / "saved")
     again = PhaseFitModel.from_pretrained(tmp_path / "saved")
     assert again.multi_label and again.predict(texts[54:]) == predicted
-    with pytest.raises(Exception, match="multi-label classification takes the mlp head"):
-        train_ft(encoder, FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3), FTConfig(head="prototype"), PhaseRun(0, tmp_path / "p"))
+    with pytest.raises(Exception, match="ft.head_refit 'logistic' refits a single-label head"):
+        train_ft(encoder, FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3), FTConfig(head_refit="logistic"), PhaseRun(0, tmp_path / "p"))
+
+
+def test_a_multi_label_prototype_head_has_a_cut_per_label_between_its_rows_and_the_rest(tiny_model, tmp_path):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from phasefit.config import FTConfig
+    from phasefit.model import PhaseFitModel, PrototypeHead
+    from phasefit.phases.common import PhaseRun
+    from phasefit.phases.ft import FTData, label_offsets, new_head, train_ft
+
+    similarity = torch.tensor([[0.9, 0.1], [0.7, 0.2], [0.1, 0.6], [0.3, 0.0]])
+    members = [torch.tensor([True, True, False, False]), torch.tensor([False, False, False, False])]
+    assert torch.allclose(label_offsets(similarity, members), torch.tensor([0.5, 0.225]))  # (0.8 + 0.2) / 2; no rows: the mean
+
+    texts, indicator, names = multi_label_toy()
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    data = FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3, class_texts=names)
+    config = FTConfig(head="prototype", prototype_init="names+means", epochs=5, min_steps=0, batch_size=16, learning_rate=1e-3, patience=2, metric="micro_f1")
+    head = new_head(encoder, data, config, seed=0)
+    assert isinstance(head, PrototypeHead) and head.offsets is not None and head.config()["offsets"] is True
+    with torch.no_grad():
+        logits = head(encoder.encode(texts[:54], convert_to_tensor=True))
+    carried = torch.as_tensor(indicator[:54]) > 0
+    assert (logits[carried].mean() > logits[~carried].mean()).item()  # before any step, a label's own rows score higher
+    head, stats = train_ft(encoder, data, config, PhaseRun(0, tmp_path / "ft"))
+    model = PhaseFitModel(encoder, head, names, {"multi_label": True, "thresholds": stats["thresholds"]})
+    model.save_pretrained(tmp_path / "saved")
+    again = PhaseFitModel.from_pretrained(tmp_path / "saved")
+    assert again.head.offsets is not None and torch.equal(again.head.offsets, head.offsets)
+    assert np.allclose(again.predict_proba(texts[54:]), model.predict_proba(texts[54:]), atol=1e-6)
+
+
+def test_the_imbalance_correction_works_per_label_and_leaves_rows_without_labels_alone():
+    from phasefit.pairs import correct_label_set_imbalance, upsampling_factors
+
+    # label 0 on 40 rows, label 1 on 2 rows (one of them also label 0), 3 rows carry nothing
+    indicator = np.zeros((44, 2), dtype=np.float32)
+    indicator[:40, 0] = 1
+    indicator[39:41, 1] = 1
+    texts = [f"the text number {i} is about something" for i in range(44)]
+    factor = upsampling_factors(np.array([40, 2]), 1.5, 4.0)[1]
+    assert factor > 1
+    new_texts, new_indicator = correct_label_set_imbalance(texts, indicator, 1.5, 4.0, np.random.default_rng(0))
+    assert new_texts[:44] == texts and np.array_equal(new_indicator[:44], indicator)
+    assert len(new_texts) == 44 + 2 * (factor - 1)  # rows 39 and 40, which carry the rare label, and nothing else
+    assert np.array_equal(new_indicator[44:], np.repeat(indicator[39:41], factor - 1, axis=0))
+    assert correct_label_set_imbalance(texts[:3], np.eye(3, dtype=np.float32), 1.5, 4.0, np.random.default_rng(0))[0] == texts[:3]
 
 
 def multi_label_folder(tmp_path):
@@ -281,3 +329,65 @@ def test_a_multi_label_model_exports_to_onnx_and_serves_label_lists(tmp_path, ti
     with TestClient(create_app(ServeOptions(str(tmp_path / "model")))) as client:
         answer = client.post("/predict", json={"texts": texts}).json()["predictions"]
     assert [row["labels"] for row in answer] == model.predict(texts) and all("label" not in row for row in answer)
+
+
+def test_multi_label_pseudo_labels_are_chosen_per_label_by_the_least_sure_label():
+    from phasefit.config import STConfig
+    from phasefit.phases.st import choose_pseudo_labels, pseudo_rows
+
+    probabilities = np.array([[0.97, 0.02], [0.95, 0.5], [0.99, 0.98], [0.03, 0.96], [0.01, 0.01], [0.92, 0.05]])
+    thresholds = np.array([0.5, 0.4])
+    # least-sure confidences: 0.97, 0.5, 0.98, 0.96, 0.99, 0.92; row 1 is unsure of its second label
+    assert choose_pseudo_labels(probabilities, STConfig(selection="threshold", confidence=0.95), thresholds).tolist() == [0, 2, 3, 4]
+    top = choose_pseudo_labels(probabilities, STConfig(selection="top_k", per_class=1, confidence=0.9), thresholds)
+    assert top.tolist() == [2]  # the surest row of label 0 and of label 1 is the same row, taken once
+    top2 = choose_pseudo_labels(probabilities, STConfig(selection="top_k", per_class=2, confidence=0.9), thresholds)
+    assert top2.tolist() == [0, 2, 3]
+    rows = pseudo_rows(probabilities, [f"t{i}" for i in range(6)], STConfig(selection="top_k", per_class=2, confidence=0.9), thresholds)
+    assert rows.texts == ["t0", "t2", "t3"] and rows.targets.tolist() == [[1, 0], [1, 1], [0, 1]]
+    soft = pseudo_rows(probabilities, [f"t{i}" for i in range(6)], STConfig(selection="top_k", per_class=2, confidence=0.9, labels="soft"), thresholds)
+    assert np.allclose(soft.targets, probabilities[[0, 2, 3]])
+
+
+def test_a_pseudo_labelled_multi_label_row_weighs_its_binary_cross_entropy(tiny_model):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from phasefit.model import ClassificationHead, EncoderClassifier
+
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    model = EncoderClassifier(encoder, ClassificationHead(32, 8, 3, 0.0)).eval()
+    features = encoder.tokenize(["one text", "another one"])
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.2, 0.9, 0.0]])
+    output = model(labels=labels, weights=torch.tensor([1.0, 0.25]), **features)
+    per_row = torch.nn.functional.binary_cross_entropy_with_logits(output["logits"], labels, reduction="none").mean(dim=-1)
+    assert torch.allclose(output["loss"], (per_row[0] + 0.25 * per_row[1]) / 1.25)
+
+
+def test_ft_then_st_self_trains_a_multi_label_model_with_noise_and_consistency(tmp_path, fast_options):
+    from phasefit import PhaseFitModel, train
+
+    folder, names = multi_label_folder(tmp_path)
+    options = {**fast_options, "recipe": "ft+st", "samples_per_class": 4, "st": {"per_class": 4, "confidence": 0.0, "noise": 0.1, "consistency_weight": 0.5}}
+    result = train(folder, options)
+    st = result.phase_stats["st"]
+    assert st["rounds"] and st["rounds"][0]["pseudo_labels"] > 0 and len(st["rounds"][0]["per_class"]) == 3
+    assert len(st["thresholds"]) == 3 and "micro_f1" in st["validation_at_thresholds"]
+    assert np.allclose(result.model.thresholds, st["thresholds"])
+    result.save(tmp_path / "model")
+    model = PhaseFitModel.from_pretrained(tmp_path / "model")
+    assert isinstance(model.head.offsets, __import__("torch").nn.Parameter)  # ft+st's prototype head, with a cut per label
+    assert all(isinstance(labels, list) for labels in model.predict(["a goal in the match", "rain and wind"]))
+
+
+def test_a_multi_label_contrastive_phase_is_cached_and_a_changed_label_set_misses(tmp_path, fast_options):
+    from phasefit import train
+
+    folder, names = multi_label_folder(tmp_path)
+    options = {**fast_options, "cache_dir": str(tmp_path / "cache")}
+    assert train(folder, options, recipe="cl+ft").cached_phases == []
+    assert train(folder, options, recipe="cl+ft").cached_phases == ["cl"]
+    frame = pd.read_json(folder / "train.jsonl", lines=True)
+    frame.at[0, "labels"] = sorted(set(frame.at[0, "labels"]) ^ {"weather"})
+    frame.to_json(folder / "train.jsonl", orient="records", lines=True)
+    assert train(folder, options, recipe="cl+ft").cached_phases == []

@@ -61,6 +61,7 @@ from .cost import (
     phase_clock_is_whole,
     speed_lines,
 )
+from .multilabel import multi_label_lines
 from .paper import (
     CLAIM_SEEDS,
     IMBALANCE_NO_OP,
@@ -141,6 +142,7 @@ __all__ = [
     "held_out_lines",
     "in_table_order",
     "main",
+    "multi_label_lines",
     "measured_rate_sentence",
     "paired_counts",
     "paired_runs",
@@ -177,6 +179,7 @@ def build_report(
     superseded: int = 0,
     validation: list[dict[str, Any]] | None = None,
     held_out: list[dict[str, Any]] | None = None,
+    multi_label: list[dict[str, Any]] | None = None,
 ) -> str:
     accuracy_by_seed = by_seed(records, "accuracy")
     accuracy = summarise(accuracy_by_seed)
@@ -249,6 +252,8 @@ def build_report(
     lines += which_recipe_lines(accuracy, keys)
     lines += validation_lines(validation or [])
     lines += held_out_lines(held_out or [])
+    lines += ["", "## Multi-label: GoEmotions (issue 48; records in `results/multi_label/`)", ""]
+    lines += multi_label_lines(multi_label or [])
     lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
     lines += speed_lines(records)
     lines += ["", "## What each phase did (3phase runs that computed the phase; medians over seeds)", ""]
@@ -275,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     validation = read_records(args.results / "validation")
     records = read_records(args.results)
     held_out = read_records(args.results / "held_out")
-    report = build_report(records, args.method_file, RESULTS / "accuracy.png", superseded, validation, held_out)
+    multi_label = read_records(args.results / "multi_label")
+    report = build_report(records, args.method_file, RESULTS / "accuracy.png", superseded, validation, held_out, multi_label)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}")
     accuracy = summarise(by_seed(records, "accuracy"))

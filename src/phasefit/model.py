@@ -56,28 +56,41 @@ class PrototypeHead(nn.Module):
     Initialised from the embeddings of the class names (or of the classes' training texts), it
     classifies sensibly before the first step, so fine-tuning starts from what the encoder already
     knows instead of from a random head whose early gradients disturb the encoder.
+
+    With ``offsets`` (multi-label: one sigmoid per label) each label also has a learnt similarity at which its
+    probability is one half, ``logits = scale * (cos(embedding, prototype_k) - offset_k)``: a softmax compares
+    the classes with each other, a sigmoid compares each label with its own cut.
     """
 
-    def __init__(self, input_size: int, n_classes: int, scale: float = 20.0) -> None:
+    def __init__(self, input_size: int, n_classes: int, scale: float = 20.0, offsets: bool = False) -> None:
         super().__init__()
         self.input_size, self.n_classes, self.initial_scale = input_size, n_classes, scale
         self.prototypes = nn.Parameter(torch.randn(n_classes, input_size) / input_size**0.5)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(scale))))
+        self.offsets = nn.Parameter(torch.zeros(n_classes)) if offsets else None
 
     @torch.no_grad()
-    def initialise(self, vectors: torch.Tensor | np.ndarray) -> "PrototypeHead":
+    def initialise(self, vectors: torch.Tensor | np.ndarray, offsets: torch.Tensor | np.ndarray | None = None) -> "PrototypeHead":
         vectors = torch.as_tensor(vectors, dtype=self.prototypes.dtype, device=self.prototypes.device)
         if vectors.shape != self.prototypes.shape:
             raise ValueError(f"{tuple(vectors.shape)} prototype vectors given for a head of shape {tuple(self.prototypes.shape)}.")
         self.prototypes.copy_(nn.functional.normalize(vectors, dim=-1))
+        if offsets is not None and self.offsets is not None:
+            self.offsets.copy_(torch.as_tensor(offsets, dtype=self.offsets.dtype, device=self.offsets.device))
         return self
 
+    def similarity(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(embeddings, dim=-1) @ nn.functional.normalize(self.prototypes, dim=-1).T
+
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        similarity = nn.functional.normalize(embeddings, dim=-1) @ nn.functional.normalize(self.prototypes, dim=-1).T
+        similarity = self.similarity(embeddings)
+        if self.offsets is not None:
+            similarity = similarity - self.offsets
         return self.log_scale.exp() * similarity
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "prototype", "input_size": self.input_size, "n_classes": self.n_classes, "scale": self.initial_scale}
+        offsets = {"offsets": True} if self.offsets is not None else {}
+        return {"kind": "prototype", "input_size": self.input_size, "n_classes": self.n_classes, "scale": self.initial_scale, **offsets}
 
 
 class LinearHead(nn.Module):
@@ -105,7 +118,7 @@ def head_from_config(config: dict[str, Any]) -> nn.Module:
     """An untrained head of the kind and shape a saved ``phasefit.json`` describes (an MLP when it names none)."""
     kind = config.get("kind", "mlp")
     if kind == "prototype":
-        return PrototypeHead(config["input_size"], config["n_classes"], config.get("scale", 20.0))
+        return PrototypeHead(config["input_size"], config["n_classes"], config.get("scale", 20.0), bool(config.get("offsets")))
     if kind == "linear":
         return LinearHead(config["input_size"], config["n_classes"])
     if kind == "mlp":
@@ -149,36 +162,45 @@ class EncoderClassifier(nn.Module):
         self, labels: torch.Tensor | None = None, targets: torch.Tensor | None = None, weights: torch.Tensor | None = None, **features: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Logits, and with ``labels`` the loss: cross-entropy, or against ``targets`` (one distribution per row, for
-        pseudo-labelled rows) weighted per row by ``weights``; plus the contrastive term when it is on, and, with
-        ``consistency_*`` and ``noised_*`` features (an unlabelled text and its noised copy per row), the consistency
-        term KL(p(text) || p(noised copy)), p(text) held fixed."""
+        pseudo-labelled rows), or (``labels`` a matrix: multi-label) binary cross-entropy per label; weighted per row
+        by ``weights``. Plus the contrastive term when it is on (single-label), and, with ``consistency_*`` and
+        ``noised_*`` features (an unlabelled text and its noised copy per row), the consistency term (see
+        :meth:`_consistency`)."""
         groups = {group: {key[len(group) :]: features.pop(key) for key in list(features) if key.startswith(group)} for group in ("consistency_", "noised_")}
         embeddings = self.encoder(features)["sentence_embedding"]
         logits = self.head(embeddings)
         output = {"logits": logits}
-        if labels is not None and labels.dim() == 2:  # multi-label: a 0/1 row of labels per text
-            output["loss"] = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        if labels is None:
             return output
-        if labels is not None:
-            if targets is None:
-                output["loss"] = nn.functional.cross_entropy(logits, labels)
-            else:
-                per_row = -(targets * nn.functional.log_softmax(logits, dim=-1)).sum(dim=-1)
-                weights = torch.ones_like(per_row) if weights is None else weights
-                output["loss"] = (per_row * weights).sum() / weights.sum().clamp_min(1e-8)
-            if self.contrastive is not None and self.training:
-                members, member_labels = embeddings, labels
-                if self.class_feature_names:
-                    names = self.encoder({name: getattr(self, f"class_{name}") for name in self.class_feature_names})["sentence_embedding"]
-                    members = torch.cat([embeddings, names])
-                    member_labels = torch.cat([labels, torch.arange(len(names), device=labels.device)])
-                output["loss"] = output["loss"] + self.contrastive_weight * self.contrastive(members, member_labels)
-            if self.consistency_weight and self.training and groups["consistency_"]:
-                with torch.no_grad():
-                    fixed = nn.functional.softmax(self.head(self.encoder(groups["consistency_"])["sentence_embedding"]), dim=-1)
-                noised = nn.functional.log_softmax(self.head(self.encoder(groups["noised_"])["sentence_embedding"]), dim=-1)
-                output["loss"] = output["loss"] + self.consistency_weight * nn.functional.kl_div(noised, fixed, reduction="batchmean")
+        multi_label = labels.dim() == 2  # a 0/1 (or, pseudo-labelled, a probability) row of labels per text
+        if multi_label:
+            per_row = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none").mean(dim=-1)
+        elif targets is None:
+            per_row = nn.functional.cross_entropy(logits, labels, reduction="none")
+        else:
+            per_row = -(targets * nn.functional.log_softmax(logits, dim=-1)).sum(dim=-1)
+        weights = torch.ones_like(per_row) if weights is None else weights
+        output["loss"] = (per_row * weights).sum() / weights.sum().clamp_min(1e-8)
+        if self.contrastive is not None and self.training and not multi_label:
+            members, member_labels = embeddings, labels
+            if self.class_feature_names:
+                names = self.encoder({name: getattr(self, f"class_{name}") for name in self.class_feature_names})["sentence_embedding"]
+                members = torch.cat([embeddings, names])
+                member_labels = torch.cat([labels, torch.arange(len(names), device=labels.device)])
+            output["loss"] = output["loss"] + self.contrastive_weight * self.contrastive(members, member_labels)
+        if self.consistency_weight and self.training and groups["consistency_"]:
+            output["loss"] = output["loss"] + self.consistency_weight * self._consistency(groups["consistency_"], groups["noised_"], multi_label)
         return output
+
+    def _consistency(self, texts: dict[str, torch.Tensor], noised: dict[str, torch.Tensor], multi_label: bool) -> torch.Tensor:
+        """How far the predictions for the noised copies are from those for the texts (held fixed): KL between the
+        class distributions, or (multi-label) the binary cross-entropy of each label's probability."""
+        with torch.no_grad():
+            fixed_logits = self.head(self.encoder(texts)["sentence_embedding"])
+        noised_logits = self.head(self.encoder(noised)["sentence_embedding"])
+        if multi_label:
+            return nn.functional.binary_cross_entropy_with_logits(noised_logits, torch.sigmoid(fixed_logits))
+        return nn.functional.kl_div(nn.functional.log_softmax(noised_logits, dim=-1), nn.functional.softmax(fixed_logits, dim=-1), reduction="batchmean")
 
 
 class PhaseFitModel:

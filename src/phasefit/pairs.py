@@ -54,6 +54,32 @@ def correct_imbalance(
     return new_texts, np.concatenate([labels, labels[source]])
 
 
+def correct_label_set_imbalance(
+    texts: list[str],
+    indicator: np.ndarray,
+    min_ratio: float,
+    max_ratio: float,
+    rng: np.random.Generator,
+) -> tuple[list[str], np.ndarray]:
+    """The imbalance correction per label (multi-label rows, a 0/1 matrix): each label's factor comes from its row
+    count as a class's does, and a row is repeated by the largest factor among its labels, so a row that carries a
+    rare label is upsampled as that label's rows are; rows with no label stay single. Copies are stop-word-deleted
+    variants, after the originals."""
+    indicator = np.asarray(indicator)
+    carried = indicator > 0
+    sizes = carried.sum(axis=0)
+    present = sizes > 0
+    factors = np.ones(indicator.shape[1], dtype=int)
+    factors[present] = upsampling_factors(sizes[present], min_ratio, max_ratio)
+    row_factors = np.where(carried, factors, 1).max(axis=1, initial=1)
+    extra_copies = row_factors - 1
+    if not extra_copies.any():
+        return list(texts), indicator
+    source = np.repeat(np.arange(len(texts)), extra_copies)
+    new_texts = list(texts) + [delete_stop_words(texts[i], rng) for i in source]
+    return new_texts, np.concatenate([indicator, indicator[source]])
+
+
 @dataclass(frozen=True)
 class Pairs:
     """Index pairs into a list of texts, with their similarity targets in [0, 1]."""

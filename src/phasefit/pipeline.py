@@ -330,7 +330,11 @@ def _train_pass(
         "text_column": config.text_column,
         "max_length": max_length,
         "seed": config.seed,
-        **({"multi_label": True, "thresholds": runner.phase_stats["ft"]["thresholds"]} if data.multi_label else {}),
+        **(
+            {"multi_label": True, "thresholds": runner.phase_stats.get("st", {}).get("thresholds", runner.phase_stats["ft"]["thresholds"])}
+            if data.multi_label
+            else {}
+        ),
     }
     model = PhaseFitModel(encoder, runner.head, data.classes, info)
     validation_metrics = evaluate_split(model, data.validation) if len(data.validation) else {}

@@ -12,7 +12,7 @@ from sentence_transformers.sentence_transformer.losses import CosineSimilarityLo
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
 from ..config import CLConfig, JointConfig
-from ..pairs import build_label_set_pairs, build_pairs, correct_imbalance
+from ..pairs import build_label_set_pairs, build_pairs, correct_imbalance, correct_label_set_imbalance
 from .common import PhaseRun, run_sentence_trainer
 
 
@@ -41,10 +41,12 @@ def with_projection(encoder: SentenceTransformer) -> SentenceTransformer:
 
 def pair_dataset(texts: Sequence[str], labels: np.ndarray, config: CLConfig | JointConfig, seed: int) -> Dataset:
     """Columns ``sentence1``, ``sentence2``, ``score`` after the (optional) imbalance correction; ``labels`` are class
-    codes (one column per hierarchy level), or a float 0/1 matrix of label sets (multi-label; no correction yet)."""
+    codes (one column per hierarchy level), or a float 0/1 matrix of label sets (multi-label: the correction is per label)."""
     rng = np.random.default_rng(seed)
     texts, labels = list(texts), np.asarray(labels)
     if np.issubdtype(labels.dtype, np.floating):  # a 0/1 matrix of label sets: targets are the sets' Jaccard similarity
+        if config.imbalance_correction:
+            texts, labels = correct_label_set_imbalance(texts, labels, config.min_ratio, config.max_ratio, rng)
         pairs = build_label_set_pairs(labels, config.pairs_per_example, rng)
     else:
         if config.imbalance_correction:

@@ -60,21 +60,23 @@ def training_dataset(encoder: SentenceTransformer, data: FTData, seed: int) -> D
     and ``weights``. With input noise the pseudo rows' words are deleted afresh at every read; with a consistency
     term every row also reads a random unlabelled text and its noised copy (columns ``consistency_*``, ``noised_*``)."""
     pseudo, consistency = data.pseudo, data.consistency
-    if data.multi_label and (pseudo is not None or consistency is not None):
-        raise ConfigError("self-training (the st phase) does not take multi-label data yet.")
     if (pseudo is None or not len(pseudo.texts)) and consistency is None:
         return tokenized_dataset(encoder, data.train_texts, data.train_labels)
     pseudo = pseudo if pseudo is not None else PseudoRows([], np.zeros((0, data.n_classes), dtype=np.float32))
     n_gold = len(data.train_texts)
-    gold_targets = np.eye(data.n_classes, dtype=np.float32)[np.asarray(data.train_labels, dtype=np.int64)]
+    pseudo_targets = np.asarray(pseudo.targets, dtype=np.float32).reshape(len(pseudo.texts), data.n_classes)
     columns = {
         "text": [*data.train_texts, *pseudo.texts],
-        "labels": np.concatenate([np.asarray(data.train_labels, dtype=np.int64), np.asarray(pseudo.targets).argmax(axis=1).astype(np.int64)]),
-        "targets": np.concatenate([gold_targets, np.asarray(pseudo.targets, dtype=np.float32)]),
         "weights": np.array([1.0] * n_gold + [pseudo.weight] * len(pseudo.texts), dtype=np.float32),
         "noisy": [False] * n_gold + [pseudo.noise > 0] * len(pseudo.texts),
     }
-    kept = ("labels", "targets", "weights") if len(pseudo.texts) else ("labels",)
+    if data.multi_label:  # a pseudo-labelled row's labels are its 0/1 row, or the teacher's probabilities (soft)
+        columns["labels"] = np.concatenate([np.asarray(data.train_labels, dtype=np.float32), pseudo_targets])
+    else:
+        gold_targets = np.eye(data.n_classes, dtype=np.float32)[np.asarray(data.train_labels, dtype=np.int64)]
+        columns["labels"] = np.concatenate([np.asarray(data.train_labels, dtype=np.int64), pseudo_targets.argmax(axis=1).astype(np.int64)])
+        columns["targets"] = np.concatenate([gold_targets, pseudo_targets])
+    kept = tuple(key for key in ("labels", "targets", "weights") if key in columns) if len(pseudo.texts) else ("labels",)
     tokenizer, max_length = encoder.tokenizer, encoder.max_seq_length
     if not pseudo.noise and consistency is None:
         encoded = tokenizer(columns["text"], truncation=True, max_length=max_length)
@@ -196,6 +198,8 @@ def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: 
     With ``config.head_refit == "logistic"`` the head is then replaced by a logistic regression fit
     on the fine-tuned encoder's embeddings of the labelled texts.
     """
+    if data.multi_label and config.head_refit != "none":
+        raise ConfigError(f"option ft.head_refit {config.head_refit!r} refits a single-label head; a multi-label run takes 'none'.")
     head, stats = fit_classifier(run.limit_tokens(encoder), data, config, run)
     if data.multi_label:
         return head, {**stats, **label_thresholds(encoder, head, data, config)}
@@ -322,26 +326,51 @@ def required_class_texts(data: FTData, option: str) -> list[str]:
 
 
 def new_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed: int) -> nn.Module:
-    """The FT head before its first step: a seeded random MLP, or prototypes from the class names and / or the classes' mean embeddings."""
+    """The FT head before its first step: a seeded random MLP, or prototypes from the class names and / or the classes'
+    mean embeddings (multi-label: a label's mean over the rows that carry it, and an offset per label, see
+    :func:`label_offsets`)."""
     torch.manual_seed(seed)
     dimension = encoder.get_embedding_dimension()
-    if data.multi_label and config.head != "mlp":
-        raise ConfigError(f"option ft.head {config.head!r}: multi-label classification takes the mlp head for now.")
     if config.head == "mlp":
         return ClassificationHead(dimension, config.head_size, data.n_classes, config.dropout).to(encoder.device)
-    head = PrototypeHead(dimension, data.n_classes, config.prototype_scale).to(encoder.device)
+    head = PrototypeHead(dimension, data.n_classes, config.prototype_scale, offsets=data.multi_label).to(encoder.device)
+    members = _label_members(data)
     parts = []
     if "names" in config.prototype_init.split("+"):
         names = required_class_texts(data, "ft.prototype_init 'names'")
         parts.append(encoder.encode(names, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False))
-    if "means" in config.prototype_init.split("+"):
+    if "means" in config.prototype_init.split("+") or data.multi_label:
         embeddings = encoder.encode(list(data.train_texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
-        labels = torch.as_tensor(np.asarray(data.train_labels), device=embeddings.device)
-        means = torch.stack(
-            [embeddings[labels == code].mean(dim=0) if (labels == code).any() else torch.zeros_like(embeddings[0]) for code in range(data.n_classes)]
-        )
+    if "means" in config.prototype_init.split("+"):
+        means = torch.stack([embeddings[rows].mean(dim=0) if rows.any() else torch.zeros_like(embeddings[0]) for rows in members])
         parts.append(nn.functional.normalize(means, dim=-1))
-    return head.initialise(sum(parts))
+    head.initialise(sum(parts))
+    if data.multi_label:
+        with torch.no_grad():
+            head.initialise(head.prototypes.detach().clone(), label_offsets(head.similarity(embeddings), members))
+    return head
+
+
+def _label_members(data: FTData) -> list[torch.Tensor]:
+    """For each class code, a boolean mask of the training rows that carry it."""
+    labels = torch.as_tensor(np.asarray(data.train_labels))
+    if data.multi_label:
+        return [labels[:, code] > 0 for code in range(data.n_classes)]
+    return [labels == code for code in range(data.n_classes)]
+
+
+def label_offsets(similarity: torch.Tensor, members: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Each label's starting cut: half-way between the mean similarity of the rows that carry it and of the rows that
+    do not (the mean of all rows when either side is empty), so the untrained head already says yes to about its own rows."""
+    offsets = []
+    for code, rows in enumerate(members):
+        rows = rows.to(similarity.device)
+        column = similarity[:, code]
+        if rows.any() and (~rows).any():
+            offsets.append((column[rows].mean() + column[~rows].mean()) / 2)
+        else:
+            offsets.append(column.mean())
+    return torch.stack(offsets)
 
 
 def class_features(encoder: SentenceTransformer, data: FTData, config: FTConfig) -> dict[str, torch.Tensor] | None:

@@ -30,7 +30,7 @@ from ..config import FTConfig, STConfig
 from ..distributed import is_main_process, wait_for_everyone
 from ..model import EncoderClassifier, PhaseFitModel
 from .common import PhaseRun
-from .ft import ConsistencyTexts, FTData, PseudoRows, best_validation, better, fit_classifier, new_head, state_copy
+from .ft import ConsistencyTexts, FTData, PseudoRows, best_validation, better, fit_classifier, label_thresholds, new_head, state_copy
 
 
 def normalised(text: str) -> str:
@@ -73,7 +73,7 @@ def clean_pool(unlabelled: Sequence[str], labelled: Sequence[str], held_out: Seq
     return Pool(texts, len(unlabelled), dropped_held, dropped_labelled)
 
 
-def choose_pseudo_labels(probabilities: np.ndarray, config: STConfig) -> np.ndarray:
+def choose_pseudo_labels(probabilities: np.ndarray, config: STConfig, thresholds: np.ndarray | None = None) -> np.ndarray:
     """Rows of the pool to pseudo-label, in pool order, by ``config.selection``:
 
     - ``top_k``: per predicted class, its ``per_class`` surest rows at confidence >= ``confidence``;
@@ -81,15 +81,24 @@ def choose_pseudo_labels(probabilities: np.ndarray, config: STConfig) -> np.ndar
     - ``threshold``: every row at confidence >= ``confidence``;
     - ``broad``: per predicted class, ``per_class`` rows spread evenly over its confidence ranking (STraTA's broad
       distribution: not only the rows the teacher is surest of), no threshold.
+
+    Multi-label (``thresholds``: the teacher's per-label cuts, ``probabilities`` one sigmoid per label): a row's
+    confidence is how sure the teacher is of its least sure label (max(p, 1 - p)), and a row counts for every label it
+    is predicted to carry; the per-class quotas are per label, and a row chosen for several labels is taken once.
     """
-    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    if thresholds is None:
+        predicted = probabilities.argmax(axis=1)[:, None] == np.arange(probabilities.shape[1])
+        confidence = probabilities.max(axis=1)
+    else:
+        predicted = probabilities >= thresholds
+        confidence = np.maximum(probabilities, 1 - probabilities).min(axis=1, initial=1.0)
     n_classes = probabilities.shape[1]
     limit = config.per_class if config.per_class is not None else len(probabilities)
     if config.selection == "threshold":
         return np.flatnonzero(confidence >= config.confidence)
     chosen: list[np.ndarray] = []
     for code in range(n_classes):
-        eligible = (predicted == code) & (confidence >= (0.0 if config.selection == "broad" else config.confidence))
+        eligible = predicted[:, code] & (confidence >= (0.0 if config.selection == "broad" else config.confidence))
         members = np.flatnonzero(eligible)
         ranked = members[np.argsort(-confidence[members], kind="stable")]
         if config.selection == "broad" and len(ranked) > limit:
@@ -98,7 +107,7 @@ def choose_pseudo_labels(probabilities: np.ndarray, config: STConfig) -> np.ndar
     if config.selection == "balanced":
         smallest = min(len(rows) for rows in chosen)
         chosen = [rows[:smallest] for rows in chosen]
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -133,11 +142,17 @@ def teacher_probabilities(model: PhaseFitModel, texts: Sequence[str], run: Phase
     }
 
 
-def pseudo_rows(probabilities: np.ndarray, texts: Sequence[str], config: STConfig) -> PseudoRows:
-    """The chosen pool rows as training rows: hard (one-hot) or soft (the teacher's distribution) targets."""
-    rows = choose_pseudo_labels(probabilities, config)
+def pseudo_rows(probabilities: np.ndarray, texts: Sequence[str], config: STConfig, thresholds: np.ndarray | None = None) -> PseudoRows:
+    """The chosen pool rows as training rows: hard targets (one-hot; multi-label: the labels at or above ``thresholds``)
+    or soft ones (the teacher's probabilities)."""
+    rows = choose_pseudo_labels(probabilities, config, thresholds)
     chosen = probabilities[rows]
-    targets = chosen if config.labels == "soft" else np.eye(probabilities.shape[1])[chosen.argmax(axis=1)]
+    if config.labels == "soft":
+        targets = chosen
+    elif thresholds is not None:
+        targets = (chosen >= thresholds).astype(np.float32)
+    else:
+        targets = np.eye(probabilities.shape[1])[chosen.argmax(axis=1)]
     return PseudoRows([texts[i] for i in rows], targets.astype(np.float32), config.pseudo_weight, config.noise)
 
 
@@ -187,12 +202,14 @@ def train_st(
             student_head = new_head(encoder, data, ft_config, run.seed + number)
             load_model(EncoderClassifier(encoder, student_head), str(round_dir / "weights.safetensors"), device=str(encoder.device))
         else:
-            probabilities, labelling = teacher_probabilities(PhaseFitModel(encoder, head, labels), pool.texts, run, config.batch_size)
-            rows = pseudo_rows(probabilities, pool.texts, config)
+            thresholds = np.asarray(label_thresholds(encoder, head, data, ft_config)["thresholds"]) if data.multi_label else None
+            teacher = PhaseFitModel(encoder, head, labels, {"multi_label": True, "thresholds": thresholds.tolist()} if data.multi_label else {})
+            probabilities, labelling = teacher_probabilities(teacher, pool.texts, run, config.batch_size)
+            rows = pseudo_rows(probabilities, pool.texts, config, thresholds)
             outcome = {
                 "round": number,
                 "pseudo_labels": len(rows.texts),
-                "per_class": np.bincount(rows.targets.argmax(axis=1), minlength=data.n_classes).tolist() if len(rows.texts) else [],
+                "per_class": per_class_counts(rows, data) if len(rows.texts) else [],
                 "labelling": labelling,
             }
             if not len(rows.texts):
@@ -232,4 +249,14 @@ def train_st(
     EncoderClassifier(encoder, head).load_state_dict(kept)
     stats[f"best_validation_{ft_config.metric}"] = best_score
     stats["kept_rounds"] = sum(entry["kept"] for entry in stats["rounds"])
+    if data.multi_label:  # the kept model's own cuts (the teacher's when no student was kept)
+        stats.update(label_thresholds(encoder, head.eval(), data, ft_config))
     return encoder, head.eval(), stats
+
+
+def per_class_counts(rows: PseudoRows, data: FTData) -> list[int]:
+    """How many pseudo-labelled rows each class (multi-label: each label, at a probability of one half) received."""
+    targets = np.asarray(rows.targets)
+    if data.multi_label:
+        return (targets >= 0.5).sum(axis=0).astype(int).tolist()
+    return np.bincount(targets.argmax(axis=1), minlength=data.n_classes).tolist()

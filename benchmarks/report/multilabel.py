@@ -1,0 +1,77 @@
+"""The multi-label section of RESULTS.md (issue 48): GoEmotions-style records, scored by micro- and macro-F1 over label sets.
+
+Which phasefit recipe is "the best" in a regime is chosen on validation (the highest mean validation macro-F1 over its
+seeds, rule written before any multi-label run); that recipe is then held against SetFit's one-vs-rest mode on test
+macro-F1, paired by seed (each seed is the same labelled draw under both).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from .common import by_seed, cell, in_table_order, paired_verdict, summarise, table_head
+
+MULTI_LABEL_METHODS = ["ft+st", "3phase", "ft", "tuned-ft", "setfit"]
+PHASEFIT_RECIPES = ["ft+st", "3phase", "ft"]
+PEER = "setfit"
+
+
+def validation_macro_f1(records: list[dict[str, Any]]) -> dict[tuple, dict[int, float]]:
+    """(dataset, regime, method) -> {seed: validation macro-F1 in %}."""
+    groups: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for record in records:
+        if record.get("validation_macro_f1") is not None:
+            groups[(record["dataset"], str(record["regime"]), record["method"])][record["seed"]] = 100 * record["validation_macro_f1"]
+    return groups
+
+
+def best_recipe(validation: dict[tuple, dict[int, float]], dataset: str, regime: str) -> str | None:
+    """The phasefit recipe with the highest mean validation macro-F1 in a cell (ties: the earlier in PHASEFIT_RECIPES)."""
+    scored = [
+        (statistics.mean(validation[(dataset, regime, m)].values()), -i, m) for i, m in enumerate(PHASEFIT_RECIPES) if validation.get((dataset, regime, m))
+    ]
+    return max(scored)[2] if scored else None
+
+
+def multi_label_lines(records: list[dict[str, Any]]) -> list[str]:
+    if not records:
+        return ["No multi-label run is recorded yet (`python -m benchmarks run --datasets goemotions ...` writes `results/multi_label/runs.jsonl`)."]
+    micro, macro = by_seed(records, "micro_f1"), by_seed(records, "macro_f1")
+    micro_cells, macro_cells = summarise(micro), summarise(macro)
+    keys = in_table_order({(d, r) for d, r, _ in macro})
+    methods = [m for m in MULTI_LABEL_METHODS if any((d, r, m) in macro for d, r in keys)]
+    methods += sorted({m for _, _, m in macro} - set(methods))
+    lines = [
+        "Test micro-F1 % / macro-F1 %, mean ± sample std over seeds (number of seeds). Regimes: at least N rows per label "
+        "(a seeded draw, rarest label first), or `full`. FT keeps the checkpoint with the best validation micro-F1 and "
+        "chooses its decision threshold on validation; SetFit runs its one-vs-rest mode (a logistic regression per label).",
+        "",
+        *table_head(["dataset", "regime", *methods]),
+    ]
+    for dataset, regime in keys:
+        row = [f"{cell(micro_cells.get((dataset, regime, m)))} / {cell(macro_cells.get((dataset, regime, m)))}" for m in methods]
+        lines.append(f"| {dataset} | {regime} | " + " | ".join(row) + " |")
+    validation = validation_macro_f1(records)
+    lines += [
+        "",
+        "The best phasefit recipe per cell, chosen on validation macro-F1, against SetFit on test macro-F1 (paired by seed; "
+        "issue 48's bar: at least SetFit's macro-F1 at 8 and at 64 per label):",
+        "",
+    ]
+    for dataset, regime in keys:
+        chosen = best_recipe(validation, dataset, regime)
+        if chosen is None or (dataset, regime, PEER) not in macro:
+            lines.append(f"- {dataset}, {regime}: no verdict yet ({'no phasefit recipe' if chosen is None else PEER} not run).")
+            continue
+        outcome, difference, p_value, seeds = paired_verdict(macro[(dataset, regime, chosen)], macro[(dataset, regime, PEER)])
+        if outcome is None:
+            lines.append(f"- {dataset}, {regime}: {chosen} (chosen on validation); fewer than two seeds shared with {PEER}.")
+            continue
+        reached = "reaches" if difference >= 0 else "falls short of"
+        lines.append(
+            f"- {dataset}, {regime}: {chosen} (chosen on validation) {reached} {PEER}'s macro-F1: {difference:+.2f} points "
+            f"paired over {seeds} seeds ({outcome}, p = {p_value:.2f})."
+        )
+    return lines
