@@ -391,3 +391,16 @@ def test_a_multi_label_contrastive_phase_is_cached_and_a_changed_label_set_misse
     frame.at[0, "labels"] = sorted(set(frame.at[0, "labels"]) ^ {"weather"})
     frame.to_json(folder / "train.jsonl", orient="records", lines=True)
     assert train(folder, options, recipe="cl+ft").cached_phases == []
+
+
+def test_a_label_column_no_training_row_marks_is_a_warning_that_names_it(tmp_path, caplog):
+    from phasefit import load_data
+
+    texts, indicator, names = multi_label_toy()
+    frame = pd.DataFrame({"text": texts, **{name: indicator[:, k].astype(int) for k, name in enumerate(names)}, "tech": 0})
+    frame.to_csv(tmp_path / "tags.csv", index=False)
+    with caplog.at_level("WARNING", logger="phasefit"):
+        data = load_data(tmp_path / "tags.csv", seed=0, indicator_columns=[*names, "tech"])
+    assert data.classes == names
+    assert "tags.csv: label column(s) 'tech' have no training row marked 1; the model will not predict them" in caplog.text
+    assert any(note.startswith("warning: ") and "'tech'" in note for note in data.notes)

@@ -6,6 +6,7 @@ low-resource draw that gives every label at least N rows, the indicator matrix, 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -13,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -250,6 +253,11 @@ def load_label_set_data(
         )
     test = None
     known = set(train.label_names)
+    never = [column for column in indicator_columns if column not in known]
+    if never:  # a declared label the model cannot learn: said, not silently dropped
+        warning = f"{where}: label column(s) {', '.join(map(repr, never))} have no training row marked 1; the model will not predict them"
+        logger.warning(warning)
+        notes.append("warning: " + warning)
     if len(known) < 2:
         raise DataError(f"{where}: the training rows carry {len(known)} label(s); a classifier needs at least two.")
     for name in ("validation", "test"):
