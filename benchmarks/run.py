@@ -7,9 +7,9 @@ stopped: its work folder under the cache keeps the finished phases, the running 
 checkpoints and tuned FT's finished learning rates until its record is written. Tuned FT keeps its
 finished learning rates in the 8/64 regimes too (there an interrupted trial starts again).
 
-Methods are phasefit recipes plus two peers on the same samples, seeds and base model:
-``tuned-ft`` (plain fine-tuning, learning rate chosen on validation) and ``setfit`` (the setfit
-package's documented defaults).
+Methods are phasefit recipes plus peers on the same samples, seeds and base model: ``tuned-ft``
+(plain fine-tuning, learning rate chosen on validation), ``setfit`` (the setfit package's documented
+defaults) and ``fastfit`` (the fast-fit package's documented defaults, run in its own environment).
 
     python -m benchmarks run --datasets sst2 snips --regimes 8 64 --methods 3phase tuned-ft setfit --seeds 1 2 3
 """
@@ -44,6 +44,18 @@ MULTI_LABEL_RESULTS = RESULTS / "multi_label" / "runs.jsonl"
 TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
 SETFIT_MULTI_TARGET = "one-vs-rest"
+# FastFit's documented defaults (its README's Python example) less fp16, which needs a GPU.
+FASTFIT_DEFAULTS = {
+    "num_train_epochs": 40,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "max_text_length": 128,
+    "dataloader_drop_last": False,
+    "num_repeats": 4,
+    "optim": "adafactor",
+    "clf_loss_factor": 0.1,
+}
+FASTFIT_SCRIPT = HERE / "peers" / "fastfit_peer.py"
 # Runs in these regimes keep a work folder and continue from it; 8/64 runs take minutes and simply restart.
 RESUMABLE_REGIMES = {"full"}
 # Tuned FT keeps its finished trials (one per learning rate) in every regime: on long texts an 8/64 run takes an hour.
@@ -214,10 +226,15 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
     for regime in regimes:
         if regime != "full" and not (regime.isdigit() and int(regime) > 0):
             errors.append(f"regime {regime!r}: expected labelled examples per class (e.g. 8, 64) or 'full'")
-    known = [*RECIPES, *ALIASES, "tuned-ft", "setfit"]
+    known = [*RECIPES, *ALIASES, "tuned-ft", "setfit", "fastfit"]
     for method in methods:
         if method not in known:
             errors.append(f"method {method!r}: expected one of {', '.join(known)}")
+    if "fastfit" in methods:
+        if not fastfit_python().is_file():
+            errors.append(f"method 'fastfit' runs in its own environment: no {fastfit_python()} (set PHASEFIT_FASTFIT_PYTHON, or see docs/benchmarks.md)")
+        if multi_label:
+            errors.append("method 'fastfit' takes one label per text; the multi-label datasets are compared with setfit's one-vs-rest mode")
     if not profile_path(profile).is_file():
         errors.append(f"profile {profile!r}: neither a YAML file nor a name under {PROFILES}")
     elif load_profile(profile).get("superseded"):
@@ -395,6 +412,47 @@ def run_setfit(data, model: str, seed: int) -> dict[str, Any]:
     }
 
 
+def fastfit_python() -> Path:
+    """The Python of FastFit's own environment (fast-fit needs transformers 4): $PHASEFIT_FASTFIT_PYTHON or .peers/fastfit."""
+    return Path(os.environ.get("PHASEFIT_FASTFIT_PYTHON", HERE.parent / ".peers" / "fastfit" / "bin" / "python"))
+
+
+def run_fastfit(data, model: str, seed: int, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """FastFit with its documented defaults, on the same draw and encoder, in its own environment (see
+    ``benchmarks/peers/fastfit_peer.py``); its predictions are scored here, as every method's are. ``arguments``
+    replace the defaults (tests only: a benchmark run uses FASTFIT_DEFAULTS)."""
+    arguments = FASTFIT_DEFAULTS if arguments is None else arguments
+    from phasefit.metrics import classification_metrics
+
+    request = {
+        "model": model,
+        "seed": seed,
+        "threads": torch_threads(),
+        "arguments": arguments,
+        "train": {"texts": data.train.texts, "labels": data.train.classes},
+        "validation": {"texts": data.validation.texts, "labels": data.validation.classes},
+        "predict": {"validation": data.validation.texts, **({"test": data.test.texts} if data.test else {})},
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fastfit-") as scratch:
+        request_file, answer_file = Path(scratch) / "request.json", Path(scratch) / "answer.json"
+        request_file.write_text(json.dumps(request), encoding="utf-8")
+        finished = subprocess.run(
+            [str(fastfit_python()), str(FASTFIT_SCRIPT), str(request_file), str(answer_file)], cwd=scratch, capture_output=True, text=True
+        )
+        if finished.returncode != 0:
+            raise RuntimeError(f"fastfit failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
+        answer = json.loads(answer_file.read_text(encoding="utf-8"))
+    classes = data.classes
+    validation = classification_metrics(data.validation.classes, answer["predictions"]["validation"], classes)
+    return {
+        "test": classification_metrics(data.test.classes, answer["predictions"]["test"], classes) if data.test else None,
+        **validation_scores(validation),
+        "phase_seconds": {"fastfit": answer["seconds"], "fastfit_process": round(time.perf_counter() - started, 2)},
+        "config": {"fastfit": arguments, "versions": answer["versions"], "model": model, "seed": seed},
+    }
+
+
 def checkout_relative(path: str | None) -> str | None:
     """``path`` relative to the checkout when it lies inside it, else its last part (a record names no machine's folders)."""
     if path is None:
@@ -415,6 +473,8 @@ def run_one(
         outcome = run_tuned_ft(data, options, work_dir, clock, checkpoint_trials=regime in RESUMABLE_REGIMES)
     elif method == "setfit":
         outcome = run_setfit(data, model, seed)
+    elif method == "fastfit":
+        outcome = run_fastfit(data, model, seed)
     else:
         outcome = run_phasefit(data, method, options, work_dir, clock)
     return {

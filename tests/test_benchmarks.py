@@ -700,3 +700,51 @@ def test_the_best_multi_label_recipe_is_chosen_on_validation_not_test():
 
     validation = {("g", "8", "ft"): {1: 30.0, 2: 32.0}, ("g", "8", "3phase"): {1: 33.0, 2: 31.5}, ("g", "8", "ft+st"): {1: 20.0}}
     assert best_recipe(validation, "g", "8") == "3phase" and best_recipe(validation, "g", "64") is None
+
+
+FAKE_FASTFIT = """
+import json, sys
+request = json.load(open(sys.argv[1]))
+assert request["arguments"]["num_train_epochs"] == 40 and request["train"]["labels"] and "test" not in request["train"]
+first = request["train"]["labels"][0]
+answer = {"predictions": {split: [first] * len(texts) for split, texts in request["predict"].items()}, "seconds": 1.5, "versions": {"fast-fit": "fake"}}
+json.dump(answer, open(sys.argv[2], "w"))
+"""
+
+
+def test_the_fastfit_peer_runs_in_its_own_python_and_is_scored_like_every_method(tmp_path, tiny_model, monkeypatch):
+    import sys
+
+    root = tmp_path / "data"
+    (root / "toy").mkdir(parents=True)
+    pd.DataFrame(toy_rows({"sport": 12, "weather": 12}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 5, "weather": 5}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
+    monkeypatch.setenv("PHASEFIT_FASTFIT_PYTHON", str(tmp_path / "missing" / "python"))
+    assert any("runs in its own environment" in e for e in run.plan_errors(["toy"], ["4"], ["fastfit"], root, "smoke", tmp_path / "r.jsonl"))
+    script = tmp_path / "fake_fastfit.py"
+    script.write_text(FAKE_FASTFIT)
+    monkeypatch.setenv("PHASEFIT_FASTFIT_PYTHON", sys.executable)
+    monkeypatch.setattr(run, "FASTFIT_SCRIPT", script)
+    results = tmp_path / "results" / "runs.jsonl"
+    args = ["--datasets", "toy", "--regimes", "4", "--methods", "fastfit", "--seeds", "1", "--model", tiny_model, "--profile", "smoke"]
+    run.main([*args, "--data-root", str(root), "--results", str(results)])
+    (record,) = [json.loads(line) for line in results.read_text().splitlines()]
+    assert record["method"] == "fastfit" and record["test"]["accuracy"] == 0.5  # one class predicted for 5 + 5 rows
+    assert record["phase_seconds"]["fastfit"] == 1.5 and record["config"]["versions"] == {"fast-fit": "fake"}
+    script.write_text("import sys; sys.exit('fast-fit broke')")
+    with pytest.raises(RuntimeError, match="fastfit failed \\(exit 1\\):\\nfast-fit broke"):
+        run.main([*args, "--seeds", "2", "--data-root", str(root), "--results", str(results)])
+
+
+@pytest.mark.skipif(not run.fastfit_python().is_file(), reason="FastFit's own environment (.peers/fastfit, docs/benchmarks.md) is not set up")
+def test_the_real_fastfit_package_trains_on_a_draw_and_answers_labels(tmp_path):
+    from phasefit import load_data
+    from phasefit.config import default_model_path
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    pd.DataFrame(toy_rows({"sport": 12, "weather": 12, "food": 12}, seed=1)).to_json(folder / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 4, "weather": 4, "food": 4}, seed=2)).to_json(folder / "test.jsonl", orient="records", lines=True)
+    data = load_data(folder, seed=1, samples_per_class=4)
+    outcome = run.run_fastfit(data, default_model_path(), seed=1, arguments={**run.FASTFIT_DEFAULTS, "num_train_epochs": 2})
+    assert outcome["test"]["n_examples"] == 12 and 0 <= outcome["test"]["accuracy"] <= 1 and outcome["config"]["versions"]["fast-fit"]

@@ -11,7 +11,7 @@ from typing import Any
 from ..paths import PROFILES
 from ..records import read_json_lines
 
-MAIN_COLUMNS = ["3phase", "joint", "ft", "3phase+", "tuned-ft", "setfit"]
+MAIN_COLUMNS = ["3phase", "joint", "ft", "ft+st", "3phase+", "tuned-ft", "setfit", "fastfit"]
 
 
 ABLATION_COLUMNS = ["3phase", "joint", "dae+ft", "cl+ft", "extra-imb", "no-imb", "ft"]

@@ -1,0 +1,83 @@
+"""FastFit (Yehudai & Bendel, NAACL 2024 demo; the ``fast-fit`` package) as a benchmark peer, run in its own environment.
+
+fast-fit 1.2.1 builds its Trainer with the ``tokenizer=`` argument that transformers 5 removed, so it cannot run on
+phasefit's stack; the runner calls this script with the Python of a separate environment (transformers 4.44; see
+docs/benchmarks.md) and reads its answer back. This file imports nothing of phasefit or of the benchmarks package.
+
+    python fastfit_peer.py request.json answer.json
+
+The request: ``{"model", "seed", "threads", "arguments": {...}, "train": {"texts", "labels"}, "validation": {...},
+"predict": {"validation": [texts], "test": [texts]}}``. The answer: ``{"predictions": {split: [labels]}, "seconds",
+"versions"}``; the runner scores the predictions itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main(request_path: str, answer_path: str) -> None:
+    import datasets
+    import fastfit
+    import fastfit.train
+    import torch
+    import transformers
+    from fastfit import FastFitTrainer
+
+    # fast-fit loads its accuracy metric with datasets.load_metric, which fetches a script from GitHub; offline, the
+    # same accuracy comes from scikit-learn. It only scores Trainer evaluations, which a run with its defaults skips.
+    fastfit.train.load_metric = lambda *args, **kwargs: _Accuracy()
+    with open(request_path, encoding="utf-8") as handle:
+        request = json.load(handle)
+    if request.get("threads"):
+        torch.set_num_threads(int(request["threads"]))
+    started = time.perf_counter()
+    splits = {split: datasets.Dataset.from_dict({"text": request[split]["texts"], "label": request[split]["labels"]}) for split in ("train", "validation")}
+    # fast-fit insists on a "test" split once it is given a dataset; it gets validation's rows there, never the test labels.
+    dataset = datasets.DatasetDict({**splits, "test": splits["validation"]})
+    trainer = FastFitTrainer(
+        model_name_or_path=request["model"],
+        label_column_name="label",
+        text_column_name="text",
+        dataset=dataset,
+        seed=request["seed"],
+        report_to="none",
+        **request["arguments"],
+    )
+    model = trainer.train()
+    seconds = time.perf_counter() - started
+    model.eval()
+    tokenizer = trainer.tokenizer
+    id2label = model.config.id2label
+    predictions = {}
+    for split, texts in request["predict"].items():
+        labels = []
+        for start in range(0, len(texts), 64):
+            batch = tokenizer(
+                texts[start : start + 64],
+                truncation=True,
+                max_length=request["arguments"].get("max_text_length", 128),
+                padding=True,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+            with torch.inference_mode():
+                logits = model.inference_forward(batch["input_ids"], batch["attention_mask"])
+            labels += [id2label[int(i)] for i in logits.argmax(dim=-1)]
+        predictions[split] = labels
+    versions = {"fast-fit": getattr(fastfit, "__version__", "1.2.1"), "transformers": transformers.__version__, "torch": torch.__version__}
+    with open(answer_path, "w", encoding="utf-8") as handle:
+        json.dump({"predictions": predictions, "seconds": round(seconds, 2), "versions": versions}, handle)
+
+
+class _Accuracy:
+    def compute(self, predictions, references):
+        from sklearn.metrics import accuracy_score
+
+        return {"accuracy": float(accuracy_score(references, predictions))}
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
