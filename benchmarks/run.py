@@ -193,17 +193,30 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
     return yaml.safe_load(profile_path(name_or_path).read_text(encoding="utf-8")) or {}
 
 
-def is_multi_label_dataset(folder: Path) -> bool:
-    """Whether a dataset folder's rows carry a list of labels (``{"text", "labels": [...]}``) rather than one label."""
-    with (folder / "train.jsonl").open(encoding="utf-8") as lines:
+# A dataset of the benchmark that is another dataset's folder with some split files replaced: CLINC150's imbalanced
+# training variant (25 to 100 rows per intent) with CLINC150's own validation and test.
+DATASET_VARIANTS = {"clinc150-imbalanced": ("clinc150", {"train": "extra/train_imbalanced.jsonl"})}
+
+
+def split_files(dataset: str, data_root: Path) -> dict[str, Path]:
+    """The JSON Lines file of each split a benchmark dataset has (train, and validation / test where present)."""
+    folder, replaced = DATASET_VARIANTS.get(dataset, (dataset, {}))
+    files = {split: data_root / folder / f"{split}.jsonl" for split in ("train", "validation", "test")}
+    files.update({split: data_root / folder / path for split, path in replaced.items()})
+    return {split: path for split, path in files.items() if split == "train" or path.is_file()}
+
+
+def is_multi_label_dataset(train_file: Path) -> bool:
+    """Whether a training file's rows carry a list of labels (``{"text", "labels": [...]}``) rather than one label."""
+    with train_file.open(encoding="utf-8") as lines:
         first = json.loads(next((line for line in lines if line.strip()), "{}"))
     return isinstance(first.get("labels"), list) and "label" not in first
 
 
 def default_results(datasets: list[str], data_root: Path) -> Path:
     """Multi-label runs keep their own records (their scores are F1 over label sets, not accuracy); the rest share one file."""
-    present = [d for d in datasets if (data_root / d / "train.jsonl").is_file()]
-    return MULTI_LABEL_RESULTS if present and all(is_multi_label_dataset(data_root / d) for d in present) else DEFAULT_RESULTS
+    present = [split_files(d, data_root)["train"] for d in datasets if split_files(d, data_root)["train"].is_file()]
+    return MULTI_LABEL_RESULTS if present and all(is_multi_label_dataset(train) for train in present) else DEFAULT_RESULTS
 
 
 def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], data_root: Path, profile: str, results: Path | None = None) -> list[str]:
@@ -211,13 +224,16 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
     from phasefit.recipes import ALIASES, RECIPES
 
     errors = []
-    multi_label = []
+    multi_label, present = [], []
     for dataset in datasets:
-        if not (data_root / dataset / "train.jsonl").is_file():
-            errors.append(f"dataset {dataset!r}: no {data_root / dataset / 'train.jsonl'} (see --data-root)")
-        elif is_multi_label_dataset(data_root / dataset):
+        train = split_files(dataset, data_root)["train"]
+        if not train.is_file():
+            errors.append(f"dataset {dataset!r}: no {train} (see --data-root)")
+            continue
+        present.append(dataset)
+        if is_multi_label_dataset(train):
             multi_label.append(dataset)
-    if multi_label and len(multi_label) < len([d for d in datasets if (data_root / d / "train.jsonl").is_file()]):
+    if multi_label and len(multi_label) < len(present):
         errors.append(
             f"multi-label dataset(s) {', '.join(map(repr, multi_label))} and single-label ones in one plan: run them apart (their records go to different files)"
         )
@@ -277,12 +293,16 @@ def load_benchmark_data(dataset: str, regime: str, seed: int, data_root: Path, p
     would: its validation rows are a stratified 20 % of that draw (see ``refit_on_all_labels``)."""
     import dataclasses
 
+    import pandas as pd
+
     from phasefit import load_data
     from phasefit.data import without_validation_split
 
     held_out = bool(profile.get("held_out_validation"))
+    files = split_files(dataset, data_root)
+    source = data_root / dataset if dataset not in DATASET_VARIANTS else {split: pd.read_json(path, lines=True) for split, path in files.items()}
     data = load_data(
-        data_root / dataset,
+        source,
         seed=seed,
         samples_per_class=None if regime == "full" else int(regime),
         max_validation_examples=None if held_out else profile.get("max_validation_examples", 1000),

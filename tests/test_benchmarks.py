@@ -748,3 +748,16 @@ def test_the_real_fastfit_package_trains_on_a_draw_and_answers_labels(tmp_path):
     data = load_data(folder, seed=1, samples_per_class=4)
     outcome = run.run_fastfit(data, default_model_path(), seed=1, arguments={**run.FASTFIT_DEFAULTS, "num_train_epochs": 2})
     assert outcome["test"]["n_examples"] == 12 and 0 <= outcome["test"]["accuracy"] <= 1 and outcome["config"]["versions"]["fast-fit"]
+
+
+def test_a_dataset_variant_reads_its_own_training_file_beside_the_base_datasets_splits(tmp_path):
+    root = tmp_path / "data"
+    (root / "clinc150" / "extra").mkdir(parents=True)
+    pd.DataFrame(toy_rows({"sport": 10, "weather": 10}, seed=1)).to_json(root / "clinc150" / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 9, "weather": 3}, seed=3)).to_json(root / "clinc150" / "extra" / "train_imbalanced.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 4, "weather": 4}, seed=2)).to_json(root / "clinc150" / "test.jsonl", orient="records", lines=True)
+    files = run.split_files("clinc150-imbalanced", root)
+    assert files == {"train": root / "clinc150" / "extra" / "train_imbalanced.jsonl", "test": root / "clinc150" / "test.jsonl"}
+    data = run.load_benchmark_data("clinc150-imbalanced", "full", 1, root, {"max_validation_examples": 100})
+    assert sorted(data.train.classes + data.validation.classes) == ["sport"] * 9 + ["weather"] * 3 and len(data.test) == 8
+    assert run.plan_errors(["clinc150-imbalanced"], ["full"], ["ft"], root, "smoke") == []
