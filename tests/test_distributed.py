@@ -174,3 +174,22 @@ def test_every_recipe_trains_under_two_processes_and_loads_in_one(small_data, ti
         model = PhaseFitModel.from_pretrained(folder, device="cpu")
         again = classification_metrics(test_rows["label"].tolist(), model.predict(test_rows["text"].tolist()), model.labels)
         assert again["confusion_matrix"] == stats["test"]["confusion_matrix"], recipe
+
+
+def test_a_multi_label_run_trains_under_two_processes_and_its_saved_model_scores_the_same(tmp_path, tiny_model):
+    from test_multilabel import multi_label_folder
+
+    from phasefit import evaluate_split, load_data
+
+    folder, names = multi_label_folder(tmp_path)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    _run([*launcher, str(HERE / "all_recipes_ddp.py"), str(folder), tiny_model, "models", "3phase,ft+st", "6"], tmp_path)
+    for recipe in ("3phase", "ft+st"):
+        saved = tmp_path / "models" / recipe
+        stats = _stats(saved)
+        assert "micro_f1" in stats["test"] and stats["phase_stats"]["ft"]["thresholds"], recipe
+        model = PhaseFitModel.from_pretrained(saved, device="cpu")
+        test = load_data(folder, seed=0).test
+        assert model.multi_label and evaluate_split(model, test)["micro_f1"] == pytest.approx(stats["test"]["micro_f1"]), recipe
+    assert _stats(tmp_path / "models" / "3phase")["phase_stats"]["cl"]["pairs"] > 0
+    assert _stats(tmp_path / "models" / "ft+st")["phase_stats"]["st"]["rounds"][0]["pseudo_labels"] > 0
