@@ -372,6 +372,79 @@ def label_set_pairs(sizes: list[int]) -> None:
         )
 
 
+def many_classes(steps: int, batch_size: int, max_length: int) -> None:
+    """150 classes (CLINC150): the imbalance correction and pair builder on the full and the imbalanced training file,
+    and the seconds of a training step of CL (pairs over 150 classes), FT (a prototype head of 150 classes, from the
+    names and means) and the DAE on CLINC150's texts, each phase as the recipes call it, on a fresh encoder."""
+    import numpy as np
+
+    from phasefit.config import CLConfig, DAEConfig, FTConfig
+    from phasefit.data import read_table
+    from phasefit.pairs import build_pairs, correct_imbalance
+    from phasefit.phases.cl import train_cl
+    from phasefit.phases.common import PhaseRun
+    from phasefit.phases.dae import train_dae
+    from phasefit.phases.ft import FTData, train_ft
+
+    folder = DEFAULT_DATA_ROOT / "clinc150"
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} not found: the many-classes benchmark uses CLINC150")
+    for name, path in (("train", folder / "train.jsonl"), ("imbalanced train", folder / "extra" / "train_imbalanced.jsonl")):
+        frame = read_table(path)
+        classes = sorted(set(frame["label"]))
+        codes = np.array([[classes.index(label)] for label in frame["label"]])
+        rng = np.random.default_rng(0)
+        started = time.perf_counter()
+        texts, corrected = correct_imbalance(list(frame["text"]), codes, 1.5, 4.0, rng)
+        correction_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        pairs = build_pairs(corrected, 4.0, rng)
+        pairs_seconds = time.perf_counter() - started
+        save(
+            {
+                "benchmark": "many-classes",
+                "what": f"correction + pairs, {name}",
+                "classes": len(classes),
+                "examples": len(frame),
+                "after_correction": len(texts),
+                "pairs": len(pairs.first),
+                "seconds": round(correction_seconds + pairs_seconds, 3),
+            }
+        )
+    frame = read_table(folder / "train.jsonl")
+    classes = sorted(set(frame["label"]))
+    order = np.random.default_rng(1).permutation(len(frame))
+    texts = [frame["text"].iloc[i] for i in order]
+    codes = np.array([classes.index(frame["label"].iloc[i]) for i in order])
+    n = steps * batch_size
+    scratch = Path(tempfile.mkdtemp(prefix="speed-"))
+    for phase in ("cl", "ft", "dae"):
+        encoder = fresh_encoder(max_length)
+        started = time.perf_counter()
+        if phase == "cl":  # pairs_per_example 2 gives n pairs from n examples: `steps` steps
+            _, stats = train_cl(
+                encoder, texts[:n], codes[:n, None], CLConfig(epochs=1, batch_size=batch_size, pairs_per_example=2.0, min_steps=0), PhaseRun(0, scratch / phase)
+            )
+        elif phase == "ft":
+            data = FTData(texts[:n], codes[:n], texts[n : n + 64], codes[n : n + 64], len(classes), class_texts=[c.replace("_", " ") for c in classes])
+            config = FTConfig(head="prototype", prototype_init="names+means", batch_size=batch_size, fixed_steps=steps)
+            _, stats = train_ft(encoder, data, config, PhaseRun(0, scratch / phase))
+        else:
+            _, stats = train_dae(encoder, texts[:n], DAEConfig(epochs=1, batch_size=batch_size, min_steps=0), PhaseRun(0, scratch / phase))
+        seconds = time.perf_counter() - started
+        save(
+            {
+                "benchmark": "many-classes",
+                "what": f"{phase} training steps (batch {batch_size}, max_length {max_length})",
+                "classes": len(classes),
+                "examples": n,
+                "steps": int(stats.get("steps", steps)),
+                "seconds": round(seconds, 2),
+                "seconds_per_step": round(seconds / max(1, int(stats.get("steps", steps))), 3),
+            }
+        )
+
+
 # ---------------------------------------------------------------- end to end
 
 
@@ -589,6 +662,10 @@ def report() -> None:
             "Multi-label pairs (Jaccard targets, 4 per row) on GoEmotions' training rows: linear work keeps the time per row flat",
             ["rows", "labels", "pairs", "seconds", "microseconds_per_row", "load_average"],
         ),
+        "many-classes": (
+            "Many classes (CLINC150, 150 intents): the correction and pair builder on its training files, and a training step of each phase (seconds include loading and setup)",
+            ["what", "classes", "examples", "after_correction", "pairs", "steps", "seconds", "seconds_per_step", "load_average"],
+        ),
         "onnx": (
             "ONNX Runtime against PyTorch on a real test split: file size, latency, throughput (batch 32), label agreement with PyTorch",
             [
@@ -655,6 +732,10 @@ def main(argv: list[str] | None = None) -> None:
     train_speed.add_argument("--max-length", type=int, default=64)
     label_pairs = commands.add_parser("label-set-pairs")
     label_pairs.add_argument("--sizes", nargs="+", type=int, default=[2_000, 20_000, 40_000])
+    many = commands.add_parser("many-classes")
+    many.add_argument("--steps", type=int, default=12)
+    many.add_argument("--batch-size", type=int, default=32)
+    many.add_argument("--max-length", type=int, default=64)
     labelling = commands.add_parser("pseudo-label")
     labelling.add_argument("--texts", type=int, default=5000)
     labelling.add_argument("--batch-size", type=int, default=128)
@@ -695,6 +776,8 @@ def main(argv: list[str] | None = None) -> None:
         throughput(args.phases, args.steps, args.batch_size, args.repeats, args.max_length)
     elif args.command == "label-set-pairs":
         label_set_pairs(args.sizes)
+    elif args.command == "many-classes":
+        many_classes(args.steps, args.batch_size, args.max_length)
     elif args.command == "pseudo-label":
         pseudo_label(args.texts, args.batch_size, args.repeats)
     elif args.command == "inference":
