@@ -686,7 +686,8 @@ def test_the_runner_scores_a_multi_label_dataset_by_f1_for_phasefit_and_setfit_o
         assert {"micro_f1", "macro_f1", "samples_f1", "per_label"} <= set(record["test"]) and "validation_accuracy" not in record
         assert 0 <= record["validation_macro_f1"] <= 1 and 0 <= record["validation_micro_f1"] <= 1
     setfit = next(r for r in records if r["method"] == "setfit")
-    assert setfit["config"]["setfit"]["multi_target_strategy"] == "one-vs-rest"
+    assert setfit["config"]["setfit"]["multi_target_strategy"] == "one-vs-rest" and len(set(setfit["config"]["thresholds"])) == 1
+    assert {"micro_f1", "macro_f1"} <= set(setfit["test_at_default_threshold"])
     tuned = next(r for r in records if r["method"] == "tuned-ft")
     assert tuned["validation_micro_f1"] == max(trial["validation_micro_f1"] for trial in tuned["grid"])
 
