@@ -221,7 +221,8 @@ def default_results(datasets: list[str], data_root: Path) -> Path:
 
 def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], data_root: Path, profile: str, results: Path | None = None) -> list[str]:
     """What is wrong with a sweep's plan, found before its first run rather than an hour into it."""
-    from phasefit.recipes import ALIASES, RECIPES
+    from phasefit.errors import ConfigError
+    from phasefit.recipes import ALIASES, RECIPES, parse_recipe
 
     errors = []
     multi_label, present = [], []
@@ -244,8 +245,15 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
             errors.append(f"regime {regime!r}: expected labelled examples per class (e.g. 8, 64) or 'full'")
     known = [*RECIPES, *ALIASES, "tuned-ft", "setfit", "fastfit"]
     for method in methods:
-        if method not in known:
-            errors.append(f"method {method!r}: expected one of {', '.join(known)}")
+        if method in known:
+            continue
+        if not is_phase_list(method):
+            errors.append(f"method {method!r}: expected one of {', '.join(known)}, or phases joined by '+' (e.g. dae+cl+ft+st)")
+            continue
+        try:
+            parse_recipe({"name": method, "phases": method.split("+")})
+        except ConfigError as error:
+            errors.append(f"method {method!r}: {error}")
     if "fastfit" in methods:
         if not fastfit_python().is_file():
             errors.append(f"method 'fastfit' runs in its own environment: no {fastfit_python()} (set PHASEFIT_FASTFIT_PYTHON, or see docs/benchmarks.md)")
@@ -338,10 +346,19 @@ def chosen_on(scores: dict[str, Any]) -> float:
     return scores["validation_accuracy"] if "validation_accuracy" in scores else scores["validation_micro_f1"]
 
 
+def is_phase_list(method: str) -> bool:
+    """Whether a method names phases joined by '+' (a recipe made on the spot, its phase options from the profile)."""
+    from phasefit.config import PHASE_CONFIGS
+
+    return all(part in PHASE_CONFIGS for part in method.split("+"))
+
+
 def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
     from phasefit import train
+    from phasefit.recipes import ALIASES, RECIPES
 
-    result = train(data, options, recipe=method, work_dir=work_dir, progress=clock.callback)
+    recipe = method if method in RECIPES or method in ALIASES else {"name": method, "phases": method.split("+")}
+    result = train(data, options, recipe=recipe, work_dir=work_dir, progress=clock.callback)
     return {
         "test": result.test_metrics,
         **validation_scores(result.validation_metrics),

@@ -762,3 +762,22 @@ def test_a_dataset_variant_reads_its_own_training_file_beside_the_base_datasets_
     data = run.load_benchmark_data("clinc150-imbalanced", "full", 1, root, {"max_validation_examples": 100})
     assert sorted(data.train.classes + data.validation.classes) == ["sport"] * 9 + ["weather"] * 3 and len(data.test) == 8
     assert run.plan_errors(["clinc150-imbalanced"], ["full"], ["ft"], root, "smoke") == []
+
+
+def test_a_method_of_phases_joined_by_plus_is_a_recipe_made_on_the_spot(tmp_path, tiny_model):
+    root = tmp_path / "data"
+    (root / "toy").mkdir(parents=True)
+    pd.DataFrame(toy_rows({"sport": 12, "weather": 12}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows({"sport": 4, "weather": 4}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
+    errors = run.plan_errors(["toy"], ["4"], ["dae+cl+ft+st", "st+ft", "dae+nope"], root, "smoke")
+    assert not any("'dae+cl+ft+st'" in e for e in errors)
+    assert any("method 'st+ft': recipe 'st+ft': must end with the one 'ft' phase" in e for e in errors)
+    assert any("method 'dae+nope': expected one of" in e for e in errors)
+    results = tmp_path / "runs.jsonl"
+    run.main(
+        ["--datasets", "toy", "--regimes", "4", "--methods", "dae+ft", "dae+cl+ft", "--seeds", "1", "--model", tiny_model, "--profile", "smoke"]
+        + ["--data-root", str(root), "--results", str(results), "--cache-dir", str(tmp_path / "cache")]
+    )
+    records = {r["method"]: r for r in map(json.loads, results.read_text().splitlines())}
+    assert records["dae+cl+ft"]["config"]["recipe"]["name"] == "dae+cl+ft" and set(records["dae+cl+ft"]["phase_stats"]) == {"dae", "cl", "ft"}
+    assert records["dae+cl+ft"]["cached_phases"] == ["dae"]  # the same DAE as dae+ft's, from the cache
