@@ -404,3 +404,13 @@ def test_a_label_column_no_training_row_marks_is_a_warning_that_names_it(tmp_pat
     assert data.classes == names
     assert "tags.csv: label column(s) 'tech' have no training row marked 1; the model will not predict them" in caplog.text
     assert any(note.startswith("warning: ") and "'tech'" in note for note in data.notes)
+
+
+def test_a_multi_label_refit_on_every_labelled_row_keeps_the_thresholds_chosen_on_the_held_out_ones(tmp_path, fast_options):
+    from phasefit import train
+
+    folder, names = multi_label_folder(tmp_path)
+    result = train(folder, {**fast_options, "samples_per_class": 5, "refit_on_all_labels": "always", "ft": {**fast_options["ft"], "threshold": "per_label"}}, recipe="ft")
+    chosen = result.phase_stats["budget_pass"]["ft"]["thresholds"]
+    assert "budget_pass" in result.phase_stats and np.allclose(result.model.thresholds, chosen)
+    assert result.phase_stats["ft"]["thresholds"] == [0.5] * 3  # the refit itself had no rows to choose on

@@ -247,7 +247,8 @@ def train(
         return result
     budget, round_steps = refit_budget(config, result.phase_stats)
     logger.info("refit on all %d labelled rows with the budget chosen on the %d held out", len(data.train) + len(data.validation), len(data.validation))
-    refit = _train_pass(with_validation_merged(data), budget, recipe, progress, work / "refit" if work else None, round_steps)
+    thresholds = result.model.info.get("thresholds") if data.multi_label else None  # chosen on the held-out rows
+    refit = _train_pass(with_validation_merged(data), budget, recipe, progress, work / "refit" if work else None, round_steps, thresholds)
     steps = [refit.phase_stats["ft"]["steps"], *[entry["steps"] for entry in refit.phase_stats.get("st", {}).get("rounds", [])]]
     note = (
         f"refit on all {len(data.train) + len(data.validation)} labelled rows: the budget (FT and each kept self-training round: "
@@ -299,8 +300,10 @@ def _train_pass(
     progress: Callable[[str], TrainerCallback] | None,
     work: Path | None,
     round_steps: list[int] | None = None,
+    thresholds: list[float] | None = None,
 ) -> TrainResult:
-    """One run of the recipe's phases on ``data``; with ``round_steps``, the st phase trains that fixed budget."""
+    """One run of the recipe's phases on ``data``; with ``round_steps``, the st phase trains that fixed budget; with
+    ``thresholds`` (a multi-label refit, which has no validation rows to choose them on) the model keeps those."""
     encoder = load_encoder(config.model, config.trust_remote_code).to(distributed.state().device)
     max_length, truncated = _token_limit(encoder, data, config)
     notes = list(data.notes)
@@ -331,7 +334,7 @@ def _train_pass(
         "max_length": max_length,
         "seed": config.seed,
         **(
-            {"multi_label": True, "thresholds": runner.phase_stats.get("st", {}).get("thresholds", runner.phase_stats["ft"]["thresholds"])}
+            {"multi_label": True, "thresholds": thresholds or runner.phase_stats.get("st", {}).get("thresholds", runner.phase_stats["ft"]["thresholds"])}
             if data.multi_label
             else {}
         ),
