@@ -410,7 +410,9 @@ def test_a_multi_label_refit_on_every_labelled_row_keeps_the_thresholds_chosen_o
     from phasefit import train
 
     folder, names = multi_label_folder(tmp_path)
-    result = train(folder, {**fast_options, "samples_per_class": 5, "refit_on_all_labels": "always", "ft": {**fast_options["ft"], "threshold": "per_label"}}, recipe="ft")
+    result = train(
+        folder, {**fast_options, "samples_per_class": 5, "refit_on_all_labels": "always", "ft": {**fast_options["ft"], "threshold": "per_label"}}, recipe="ft"
+    )
     chosen = result.phase_stats["budget_pass"]["ft"]["thresholds"]
     assert "budget_pass" in result.phase_stats and np.allclose(result.model.thresholds, chosen)
     assert result.phase_stats["ft"]["thresholds"] == [0.5] * 3  # the refit itself had no rows to choose on
