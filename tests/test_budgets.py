@@ -133,3 +133,34 @@ def test_run_reports_truncation_per_split_and_writes_every_curve(tmp_path, fast_
     assert json.loads((folder / "metrics.json").read_text())["truncated_share"]["test"] > 0
     (folder / "learning_curves.png").unlink()
     assert "Learning curves per phase" in build_html_report(folder)  # drawn from curves.jsonl
+
+
+def test_the_dae_stops_once_its_windowed_loss_stops_falling_and_not_before(tiny_model, toy, tmp_path):
+    from types import SimpleNamespace
+
+    from phasefit.phases.common import StopOnLossPlateau
+
+    def feed(callback, losses):
+        control = SimpleNamespace(should_training_stop=False)
+        for step, loss in enumerate(losses, start=1):
+            callback.on_log(None, SimpleNamespace(global_step=step), control, logs={"loss": loss})
+            if control.should_training_stop:
+                return step
+        return None
+
+    falling = [10.0 - 0.05 * step for step in range(300)]
+    assert feed(StopOnLossPlateau(100, window=50), falling) is None  # falls by more than 1 % every window
+    flat = falling[:100] + [falling[99]] * 300  # flat from step 101: the window ending at 150 is the last to improve
+    assert feed(StopOnLossPlateau(100, window=50), flat) == 250
+    assert feed(StopOnLossPlateau(100, min_steps=350, window=50), flat) == 350
+    noisy = [5.0 + (0.5 if step % 2 else -0.5) for step in range(400)]  # no trend, noise above 1 % per step
+    assert feed(StopOnLossPlateau(100, window=50), noisy) == 150
+
+    texts = toy[0] * 10
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    _, stats = train_dae(encoder, texts, DAEConfig(epochs=20, batch_size=8, min_steps=0, learning_rate=1e-6, plateau_steps=50), PhaseRun(0, tmp_path / "d"))
+    assert stats["stopped_on_plateau_at"] is not None and stats["steps"] == stats["stopped_on_plateau_at"] < 20 * 90
+    with pytest.raises(ConfigError, match="plateau_steps"):
+        from phasefit.config import build_config
+
+        build_config({"dae": {"plateau_steps": 10}})

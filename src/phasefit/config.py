@@ -56,6 +56,9 @@ class DAEConfig:
     # With a seed of its own the phase no longer depends on the run's seed: it reads no label, so with the same texts
     # one DAE (cached under --cache-dir) serves every seed and every recipe of a dataset.
     seed: int | None = None
+    # Read the corpus for as long as the loss keeps falling: stop once the training loss, averaged over windows of
+    # 50 steps, has not fallen by 1 % for this many steps (None: train the full budget).
+    plateau_steps: int | None = None
 
 
 @dataclass
@@ -242,6 +245,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "weight_interpolation": ("in (0, 1]", lambda v: 0 < v <= 1),
     "head_refit": ("none or logistic", lambda v: v in {"none", "logistic"}),
     "fixed_steps": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "plateau_steps": ("a whole number >= 50", lambda v: v is None or v >= 50),
     "refit_on_all_labels": ("one of auto, always, never", lambda v: v in {"auto", "always", "never"}),
     "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),
     "max_length_percentile": ("in (0, 100]", lambda v: 0 < v <= 100),

@@ -159,6 +159,31 @@ class FrozenForSteps(TrainerCallback):
                 parameter.grad = None
 
 
+class StopOnLossPlateau(TrainerCallback):
+    """Stops training once the training loss, averaged over windows of ``window`` steps, has not fallen below its best
+    window by ``tolerance`` (relative) for ``patience`` steps; never before ``min_steps``. The DAE's loss is noisy from
+    step to step (fresh deletions every read), so single logs are not compared. A resumed run starts counting afresh."""
+
+    def __init__(self, patience: int, min_steps: int = 0, window: int = 50, tolerance: float = 0.01) -> None:
+        self.patience, self.min_steps, self.window, self.tolerance = patience, min_steps, window, tolerance
+        self.losses: list[tuple[int, float]] = []
+        self.best, self.best_step, self.stopped_at = math.inf, 0, None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        self.losses.append((state.global_step, float(logs["loss"])))
+        if self.losses[-1][0] - self.losses[0][0] + 1 < self.window:
+            return
+        mean = sum(loss for _, loss in self.losses) / len(self.losses)
+        self.losses = []
+        if mean < self.best * (1 - self.tolerance):
+            self.best, self.best_step = mean, state.global_step
+        elif state.global_step - self.best_step >= self.patience and state.global_step >= self.min_steps:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+
+
 class MainProcessWritesOnly:
     """Trainer mixin: checkpoints hold the main process's random-number state only.
 
@@ -277,6 +302,9 @@ def run_sentence_trainer(
     extra: list[TrainerCallback] = [LossStateCheckpoint(loss_state)] if checkpoint_steps and loss_state is not None else []
     if loss_state is not None and getattr(config, "decoder_warmup_steps", 0):
         extra.append(FrozenForSteps(model, config.decoder_warmup_steps))
+    plateau = StopOnLossPlateau(config.plateau_steps, getattr(config, "min_steps", 0)) if getattr(config, "plateau_steps", None) else None
+    if plateau is not None:
+        extra.append(plateau)
     trainer = _SentenceTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[*run.callbacks, *extra])
     for quiet in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(quiet)
@@ -294,6 +322,7 @@ def run_sentence_trainer(
         "steps": trainer.state.global_step,
         "effective_batch_size": effective_batch_size(config),
         "resumed_from_step": checkpoint_step(resume_from),
+        **({"stopped_on_plateau_at": plateau.stopped_at} if plateau is not None else {}),
     }
 
 
