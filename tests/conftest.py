@@ -103,4 +103,5 @@ FAST = {
 
 @pytest.fixture()
 def fast_options(tiny_model) -> dict:
-    return {"model": tiny_model, "seed": 0, **{k: dict(v) for k, v in FAST.items()}}
+    # Tests train on toy folders without a validation split; the default refit on all labels would train twice.
+    return {"model": tiny_model, "seed": 0, "refit_on_all_labels": "never", **{k: dict(v) for k, v in FAST.items()}}

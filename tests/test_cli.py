@@ -16,7 +16,7 @@ runner = CliRunner()
 
 
 def fast_flags(model: str) -> list[str]:
-    flags = ["--model", model, "--seed", "0"]
+    flags = ["--model", model, "--seed", "0", "--refit-on-all-labels", "never"]
     for phase, options in FAST.items():
         for key, value in options.items():
             flags += [f"--{phase}-{key.replace('_', '-')}", str(value)]

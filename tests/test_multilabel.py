@@ -231,7 +231,7 @@ def test_a_folder_of_label_lists_loads_as_multi_label_with_a_draw_per_label(tmp_
 
     folder, names = multi_label_folder(tmp_path)
     data = load_data(folder, seed=0, samples_per_class=3)
-    assert data.multi_label and data.classes == names and data.validation_carved
+    assert data.multi_label and data.classes == names and not data.validation_carved  # carved before the draw, from rows it left out
     assert all(count >= 3 for count in label_counts(data.train.label_sets).values()) and data.unlabelled_texts
     assert data.ft_targets(data.train).shape == (len(data.train), 3) and data.ft_targets(data.test).sum() > 0
     assert any("rows per label" in note for note in data.notes) and any("multi-label: label lists in column 'labels'" in note for note in data.notes)
@@ -410,9 +410,7 @@ def test_a_multi_label_refit_on_every_labelled_row_keeps_the_thresholds_chosen_o
     from phasefit import train
 
     folder, names = multi_label_folder(tmp_path)
-    result = train(
-        folder, {**fast_options, "samples_per_class": 5, "refit_on_all_labels": "always", "ft": {**fast_options["ft"], "threshold": "per_label"}}, recipe="ft"
-    )
+    result = train(folder, {**fast_options, "refit_on_all_labels": "auto", "ft": {**fast_options["ft"], "threshold": "per_label"}}, recipe="ft")
     chosen = result.phase_stats["budget_pass"]["ft"]["thresholds"]
     assert "budget_pass" in result.phase_stats and np.allclose(result.model.thresholds, chosen)
     assert result.phase_stats["ft"]["thresholds"] == [0.5] * 3  # the refit itself had no rows to choose on

@@ -186,7 +186,10 @@ def test_the_refit_decision_follows_the_option_and_the_count_of_labels(toy_folde
 
     carved = load_data(toy_folder, seed=0)  # no validation file: a stratified 20 % of the 72 rows held out
     assert carved.validation_carved and refits_on_all_labels(RunConfig(refit_on_all_labels="auto"), carved)
-    assert not refits_on_all_labels(RunConfig(), carved), "off by default until its study says otherwise"
+    assert refits_on_all_labels(RunConfig(), carved), "on by default since its held-out study kept it"
+    assert not refits_on_all_labels(RunConfig(refit_on_all_labels="never"), carved)
+    drawn = load_data(toy_folder, seed=0, samples_per_class=5)  # validation comes from the rows the draw left out
+    assert not drawn.validation_carved and not refits_on_all_labels(RunConfig(refit_on_all_labels="always"), drawn)
     pd.read_json(toy_folder / "test.jsonl", lines=True).to_json(toy_folder / "validation.jsonl", orient="records", lines=True)
     given = load_data(toy_folder, seed=0)
     assert not given.validation_carved and not refits_on_all_labels(RunConfig(refit_on_all_labels="always"), given)

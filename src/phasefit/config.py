@@ -193,8 +193,8 @@ class RunConfig:
     logging_dir: str | None = None
     trust_remote_code: bool = False
     precision: str = "auto"
-    # "never" until the held-out study (benchmarks/profiles/studies.yaml) says whether "auto" pays.
-    refit_on_all_labels: str = "never"
+    # "auto": kept by the held-out study in benchmarks/profiles/studies.yaml (RESULTS.md, held-out-no-validation-refit).
+    refit_on_all_labels: str = "auto"
     phases: dict[str, Any] = field(default_factory=lambda: {name: cls() for name, cls in PHASE_CONFIGS.items()})
 
     def to_dict(self) -> dict[str, Any]:

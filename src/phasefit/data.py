@@ -51,7 +51,9 @@ class LabelledData:
     label_columns: tuple[str, ...] = ("label",)
     source: str = "<in memory>"
     notes: list[str] = field(default_factory=list)
-    validation_carved: bool = False  # the validation rows were held out of the labelled training rows
+    # The validation rows were held out of the labelled rows the run trains on (not so under a low-resource draw,
+    # whose validation comes from the rows left out of the draw: merging them back would change the regime).
+    validation_carved: bool = False
 
     @property
     def multi_label(self) -> bool:
@@ -400,7 +402,8 @@ def load_data(
     test = splits.get("test")
     if test is not None:
         test = _drop_unseen(test, known, f"{where} [test]", unseen_test_labels, notes)
-    return LabelledData(train, validation, test, unlabelled, label_columns, where, notes, validation_carved="validation" not in splits)
+    carved = "validation" not in splits and samples_per_class is None
+    return LabelledData(train, validation, test, unlabelled, label_columns, where, notes, validation_carved=carved)
 
 
 def without_validation_split(data: LabelledData, fraction: float, seed: int) -> LabelledData:

@@ -272,7 +272,8 @@ def load_label_set_data(
     if max_validation_examples is not None and len(validation) > max_validation_examples:
         validation = validation.subset(np.sort(rng.permutation(len(validation))[:max_validation_examples]))
         notes.append(f"validation capped at {len(validation)} rows (random)")
-    return LabelledData(train, validation, test, unlabelled, (labels_column or "labels",), where, notes, validation_carved="validation" not in splits)
+    carved = "validation" not in splits and samples_per_label is None  # see LabelledData.validation_carved
+    return LabelledData(train, validation, test, unlabelled, (labels_column or "labels",), where, notes, validation_carved=carved)
 
 
 def _without_unseen(split: LabelSetSplit, known: set[str], where: str, policy: str, notes: list[str]) -> LabelSetSplit:
