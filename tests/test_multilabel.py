@@ -154,6 +154,8 @@ def test_multi_label_fine_tuning_chooses_thresholds_and_the_model_predicts_label
     head, stats = train_ft(encoder, FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3), config, PhaseRun(0, tmp_path / "ft"))
     assert "best_validation_micro_f1" in stats and len(stats["thresholds"]) == 3
     assert all(0.05 <= t <= 0.95 for t in stats["thresholds"]) and 0 <= stats["validation_at_thresholds"]["micro_f1"] <= 1
+    # checkpoints are picked at the thresholds they would get, so the kept one scores there what it scored when picked
+    assert stats["validation_at_thresholds"]["micro_f1"] == pytest.approx(stats["best_validation_micro_f1"], abs=0.02)
     model = PhaseFitModel(encoder, head, names, {"multi_label": True, "thresholds": stats["thresholds"]})
     probabilities = model.predict_proba(texts[54:])
     assert probabilities.shape == (18, 3) and not np.allclose(probabilities.sum(axis=1), 1.0)  # independent sigmoids
@@ -331,14 +333,14 @@ def test_a_multi_label_model_exports_to_onnx_and_serves_label_lists(tmp_path, ti
     assert [row["labels"] for row in answer] == model.predict(texts) and all("label" not in row for row in answer)
 
 
-def test_multi_label_pseudo_labels_are_chosen_per_label_by_the_least_sure_label():
+def test_multi_label_pseudo_labels_are_chosen_per_label_by_each_labels_confidence():
     from phasefit.config import STConfig
     from phasefit.phases.st import choose_pseudo_labels, pseudo_rows
 
     probabilities = np.array([[0.97, 0.02], [0.95, 0.5], [0.99, 0.98], [0.03, 0.96], [0.01, 0.01], [0.92, 0.05]])
     thresholds = np.array([0.5, 0.4])
-    # least-sure confidences: 0.97, 0.5, 0.98, 0.96, 0.99, 0.92; row 1 is unsure of its second label
-    assert choose_pseudo_labels(probabilities, STConfig(selection="threshold", confidence=0.95), thresholds).tolist() == [0, 2, 3, 4]
+    # a label's confidence is its probability where the row is predicted to carry it; row 4 carries no label
+    assert choose_pseudo_labels(probabilities, STConfig(selection="threshold", confidence=0.95), thresholds).tolist() == [0, 1, 2, 3]
     top = choose_pseudo_labels(probabilities, STConfig(selection="top_k", per_class=1, confidence=0.9), thresholds)
     assert top.tolist() == [2]  # the surest row of label 0 and of label 1 is the same row, taken once
     top2 = choose_pseudo_labels(probabilities, STConfig(selection="top_k", per_class=2, confidence=0.9), thresholds)

@@ -428,8 +428,10 @@ def _train_once(
     head_warmup = [FrozenForSteps(encoder, config.head_warmup_steps)] if config.head_warmup_steps and not config.freeze_encoder else []
 
     def compute_metrics(prediction) -> dict[str, float]:
-        if data.multi_label:  # at a threshold of 0.5 while training; the threshold itself is chosen afterwards
-            scores = multilabel_metrics(np.asarray(prediction.label_ids), np.asarray(prediction.predictions) > 0, list(range(n_classes)))
+        if data.multi_label:  # at the threshold(s) that checkpoint would get (chosen after training the same way)
+            truth, probabilities = np.asarray(prediction.label_ids), 1 / (1 + np.exp(-np.asarray(prediction.predictions, dtype=np.float64)))
+            cuts = np.asarray(choose_thresholds(probabilities, truth, per_label=config.threshold == "per_label"))
+            scores = multilabel_metrics(truth, probabilities >= cuts, list(range(n_classes)))
             return {"accuracy": scores["subset_accuracy"], "macro_f1": scores["macro_f1"], "micro_f1": scores["micro_f1"]}
         predicted = np.asarray(prediction.predictions).argmax(axis=-1)
         scores = classification_metrics(np.asarray(prediction.label_ids), predicted, list(range(n_classes)))

@@ -82,25 +82,26 @@ def choose_pseudo_labels(probabilities: np.ndarray, config: STConfig, thresholds
     - ``broad``: per predicted class, ``per_class`` rows spread evenly over its confidence ranking (STraTA's broad
       distribution: not only the rows the teacher is surest of), no threshold.
 
-    Multi-label (``thresholds``: the teacher's per-label cuts, ``probabilities`` one sigmoid per label): a row's
-    confidence is how sure the teacher is of its least sure label (max(p, 1 - p)), and a row counts for every label it
-    is predicted to carry; the per-class quotas are per label, and a row chosen for several labels is taken once.
+    Multi-label (``thresholds``: the teacher's per-label cuts, ``probabilities`` one sigmoid per label): confidences are
+    per label. A row is predicted to carry each label at or above its cut, and its confidence for that label is the
+    label's probability; the per-class quotas are per label (``threshold``: a row with any label at ``confidence``),
+    and a row chosen for several labels is taken once.
     """
     if thresholds is None:
         predicted = probabilities.argmax(axis=1)[:, None] == np.arange(probabilities.shape[1])
-        confidence = probabilities.max(axis=1)
+        confidence = np.repeat(probabilities.max(axis=1)[:, None], probabilities.shape[1], axis=1)
     else:
         predicted = probabilities >= thresholds
-        confidence = np.maximum(probabilities, 1 - probabilities).min(axis=1, initial=1.0)
+        confidence = probabilities
     n_classes = probabilities.shape[1]
     limit = config.per_class if config.per_class is not None else len(probabilities)
     if config.selection == "threshold":
-        return np.flatnonzero(confidence >= config.confidence)
+        return np.flatnonzero((predicted & (confidence >= config.confidence)).any(axis=1))
     chosen: list[np.ndarray] = []
     for code in range(n_classes):
-        eligible = predicted[:, code] & (confidence >= (0.0 if config.selection == "broad" else config.confidence))
+        eligible = predicted[:, code] & (confidence[:, code] >= (0.0 if config.selection == "broad" else config.confidence))
         members = np.flatnonzero(eligible)
-        ranked = members[np.argsort(-confidence[members], kind="stable")]
+        ranked = members[np.argsort(-confidence[members, code], kind="stable")]
         if config.selection == "broad" and len(ranked) > limit:
             ranked = ranked[np.unique(np.round(np.linspace(0, len(ranked) - 1, limit)).astype(int))]
         chosen.append(ranked[:limit])
