@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 OPTIONS = {
     "seed": 0,
     "snapshot_examples": 0,
+    "refit_on_all_labels": "never",  # one pass compared with one pass (the refit is tested on its own)
     "dae": {"epochs": 2, "learning_rate": 2e-3, "min_steps": 0},
     "cl": {"epochs": 2, "learning_rate": 2e-3, "pairs_per_example": 4, "min_steps": 0},
     "joint": {"epochs": 2, "learning_rate": 2e-3, "pairs_per_example": 4, "min_steps": 0},
