@@ -46,7 +46,11 @@ def correct_imbalance(
     labels = np.asarray(labels).reshape(len(texts), -1)
     classes, class_of_example, sizes = np.unique(labels[:, -1], return_inverse=True, return_counts=True)
     factors = upsampling_factors(sizes, min_ratio, max_ratio)
-    extra_copies = factors[class_of_example] - 1
+    return _with_noised_copies(texts, labels, factors[class_of_example] - 1, rng)
+
+
+def _with_noised_copies(texts: list[str], labels: np.ndarray, extra_copies: np.ndarray, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    """The originals, then ``extra_copies[i]`` fresh stop-word-deleted variants of text ``i`` with its labels."""
     if not extra_copies.any():
         return list(texts), labels
     source = np.repeat(np.arange(len(texts)), extra_copies)
@@ -72,12 +76,7 @@ def correct_label_set_imbalance(
     factors = np.ones(indicator.shape[1], dtype=int)
     factors[present] = upsampling_factors(sizes[present], min_ratio, max_ratio)
     row_factors = np.where(carried, factors, 1).max(axis=1, initial=1)
-    extra_copies = row_factors - 1
-    if not extra_copies.any():
-        return list(texts), indicator
-    source = np.repeat(np.arange(len(texts)), extra_copies)
-    new_texts = list(texts) + [delete_stop_words(texts[i], rng) for i in source]
-    return new_texts, np.concatenate([indicator, indicator[source]])
+    return _with_noised_copies(texts, indicator, row_factors - 1, rng)
 
 
 @dataclass(frozen=True)
