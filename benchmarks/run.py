@@ -215,7 +215,7 @@ def is_multi_label_dataset(train_file: Path) -> bool:
 
 def default_results(datasets: list[str], data_root: Path) -> Path:
     """Multi-label runs keep their own records (their scores are F1 over label sets, not accuracy); the rest share one file."""
-    present = [split_files(d, data_root)["train"] for d in datasets if split_files(d, data_root)["train"].is_file()]
+    present = [train for d in datasets if (train := split_files(d, data_root)["train"]).is_file()]
     return MULTI_LABEL_RESULTS if present and all(is_multi_label_dataset(train) for train in present) else DEFAULT_RESULTS
 
 
