@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 from phasefit.config import CLConfig, DAEConfig, FTConfig, JointConfig
 from phasefit.losses import DenoisingLoss
 from phasefit.phases.cl import train_cl, with_projection
-from phasefit.phases.common import PhaseRun
+from phasefit.phases.common import PhaseRun, first_token_bottleneck
 from phasefit.phases.dae import train_dae
 from phasefit.phases.ft import FTData, train_ft
 from phasefit.phases.joint import train_joint
@@ -33,6 +33,26 @@ def test_dae_lowers_reconstruction_loss_and_keeps_the_encoder(tiny_model, toy, t
     assert stats["last_logged_loss"] < stats["first_logged_loss"]
     assert not np.allclose(before, trained.encode(["the team won"]))
     assert type(list(trained)[-1]).__name__ == "Normalize"
+
+
+def test_a_cls_bottleneck_trains_the_encoder_and_leaves_its_pooling_alone(tiny_model, toy, tmp_path):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    modules_before = [type(module).__name__ for module in encoder]
+    before = encoder.encode(["the team won"])
+    config = DAEConfig(epochs=2, batch_size=16, learning_rate=2e-3, min_steps=0, pooling="cls")
+    trained, stats = train_dae(encoder, toy[0] * 3, config, PhaseRun(0, tmp_path, []))
+    assert trained is encoder and [type(module).__name__ for module in trained] == modules_before
+    assert trained[1].get_config_dict()["pooling_mode"] != "cls"
+    assert stats["last_logged_loss"] < stats["first_logged_loss"]
+    assert not np.allclose(before, trained.encode(["the team won"]))
+
+
+def test_the_cls_bottleneck_is_the_first_tokens_embedding_on_shared_weights(tiny_model):
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    bottleneck = first_token_bottleneck(encoder)
+    tokens = encoder.encode(["the team won"], output_value="token_embeddings")[0]
+    assert np.allclose(bottleneck.encode(["the team won"])[0], tokens[0].numpy(), atol=1e-5)
+    assert bottleneck[0] is encoder[0]
 
 
 def test_tied_decoder_starts_from_the_encoders_current_weights(tiny_model):

@@ -59,6 +59,10 @@ class DAEConfig:
     # Read the corpus for as long as the loss keeps falling: stop once the training loss, averaged over windows of
     # 50 steps, has not fallen by 1 % for this many steps (None: train the full budget).
     plateau_steps: int | None = None
+    # The sentence embedding the decoder reconstructs from: "model" (the encoder's own pooling, mean for MiniLM) or
+    # "cls" (the first token, TSDAE's best for its encoders). Only the DAE's bottleneck changes; later phases and the
+    # saved model keep the encoder's own pooling.
+    pooling: str = "model"
 
 
 @dataclass
@@ -245,6 +249,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "weight_interpolation": ("in (0, 1]", lambda v: 0 < v <= 1),
     "head_refit": ("none or logistic", lambda v: v in {"none", "logistic"}),
     "fixed_steps": ("a whole number >= 1", lambda v: v is None or v >= 1),
+    "pooling": ("model or cls", lambda v: v in {"model", "cls"}),
     "plateau_steps": ("a whole number >= 50", lambda v: v is None or v >= 50),
     "refit_on_all_labels": ("one of auto, always, never", lambda v: v in {"auto", "always", "never"}),
     "learning_rate_grid": ("a list of learning rates > 0", lambda v: all(rate > 0 for rate in v)),

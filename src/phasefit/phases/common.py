@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_model, save_model
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from sentence_transformers.sentence_transformer.modules import Normalize
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -338,6 +338,13 @@ def without_final_normalize(model: SentenceTransformer) -> SentenceTransformer:
         modules = modules[:-1]
         return SentenceTransformer(modules=modules, device=str(model.device))
     return model
+
+
+def first_token_bottleneck(model: SentenceTransformer) -> SentenceTransformer:
+    """The encoder's token embeddings (shared weights) pooled at the first token, with nothing after it (TSDAE's CLS)."""
+    transformer = model[0]
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")
+    return SentenceTransformer(modules=[transformer, pooling], device=str(model.device))
 
 
 def add_word_deletion(dataset: Dataset, deletion_ratio: float, seed: int) -> Dataset:

@@ -9,7 +9,7 @@ from sentence_transformers import SentenceTransformer
 
 from ..config import DAEConfig
 from ..losses import DenoisingLoss
-from .common import PhaseRun, add_word_deletion, run_sentence_trainer, without_final_normalize
+from .common import PhaseRun, add_word_deletion, first_token_bottleneck, run_sentence_trainer, without_final_normalize
 
 
 def noisy_text_dataset(texts: Sequence[str], deletion_ratio: float, seed: int) -> Dataset:
@@ -24,8 +24,12 @@ def train_dae(
     config: DAEConfig,
     run: PhaseRun,
 ) -> tuple[SentenceTransformer, dict[str, float]]:
-    """Adapt ``encoder`` to the texts by reconstructing each text from its damaged copy's embedding."""
-    bottleneck = without_final_normalize(run.limit_tokens(encoder))
+    """Adapt ``encoder`` to the texts by reconstructing each text from its damaged copy's embedding.
+
+    The embedding is the encoder's own (less a final Normalize) or, with ``pooling: cls``, its first token's.
+    """
+    limited = run.limit_tokens(encoder)
+    bottleneck = first_token_bottleneck(limited) if config.pooling == "cls" else without_final_normalize(limited)
     loss = DenoisingLoss(bottleneck)
     dataset = noisy_text_dataset(texts, config.deletion_ratio, run.seed)
     stats = run_sentence_trainer(bottleneck, dataset, loss, config, run, loss.decoder)
