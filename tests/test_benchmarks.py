@@ -781,3 +781,24 @@ def test_a_method_of_phases_joined_by_plus_is_a_recipe_made_on_the_spot(tmp_path
     records = {r["method"]: r for r in map(json.loads, results.read_text().splitlines())}
     assert records["dae+cl+ft"]["config"]["recipe"]["name"] == "dae+cl+ft" and set(records["dae+cl+ft"]["phase_stats"]) == {"dae", "cl", "ft"}
     assert records["dae+cl+ft"]["cached_phases"] == ["dae"]  # the same DAE as dae+ft's, from the cache
+
+
+def test_the_dae_study_reports_only_daes_a_run_trained_and_draws_their_curves(tmp_path):
+    from benchmarks.report.dae import dae_study_lines
+
+    def record(profile: str, seed: int, stats: dict) -> dict:
+        return {"dataset": "snips", "profile": profile, "seed": seed, "cached_phases": ["dae"] if stats.get("cached") else [], "phase_stats": {"dae": stats}}
+
+    curve = {"train_loss": [[10, 9.0], [20, 7.0], [30, 6.0]]}
+    trained = {"steps": 30, "first_logged_loss": 9.0, "last_logged_loss": 6.0, "curve": curve}
+    records = [
+        record("held-out-dae-20k", 1, trained),
+        record("held-out-dae-20k", 2, {"cached": True}),
+        record("held-out-plus", 1, trained),
+    ]
+    picture = tmp_path / "dae_curves.png"
+    lines = dae_study_lines(records, picture, "results/dae_curves.png")
+    rows = [line for line in lines if line.startswith("| snips")]
+    assert rows == ["| snips | held-out-dae-20k | 1 | 30 | 9.000 → 6.000 |"]
+    assert picture.stat().st_size > 0 and "![DAE training loss per step](results/dae_curves.png)" in lines
+    assert dae_study_lines(records[1:], tmp_path / "none.png") == ["- No held-out run has trained a DAE of the study yet."]

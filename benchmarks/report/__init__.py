@@ -61,6 +61,7 @@ from .cost import (
     phase_clock_is_whole,
     speed_lines,
 )
+from .dae import dae_study_lines
 from .multilabel import multi_label_lines
 from .paper import (
     CLAIM_SEEDS,
@@ -252,6 +253,9 @@ def build_report(
     lines += which_recipe_lines(accuracy, keys)
     lines += validation_lines(validation or [])
     lines += held_out_lines(held_out or [])
+    lines += ["", "### The DAE study's phase (issue 47)", ""]
+    dae_picture = picture.with_name("dae_curves.png") if picture is not None else None
+    lines += dae_study_lines(held_out or [], dae_picture, os.path.relpath(dae_picture, HERE) if dae_picture else "")
     lines += ["", "## Multi-label: GoEmotions (issue 48; records in `results/multi_label/`)", ""]
     lines += multi_label_lines(multi_label or [])
     lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
