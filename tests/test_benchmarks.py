@@ -802,3 +802,19 @@ def test_the_dae_study_reports_only_daes_a_run_trained_and_draws_their_curves(tm
     assert rows == ["| snips | held-out-dae-20k | 1 | 30 | 9.000 → 6.000 |"]
     assert picture.stat().st_size > 0 and "![DAE training loss per step](results/dae_curves.png)" in lines
     assert dae_study_lines(records[1:], tmp_path / "none.png") == ["- No held-out run has trained a DAE of the study yet."]
+
+
+def test_the_threshold_study_waits_for_its_planned_runs_then_applies_its_rule():
+    from benchmarks.report.multilabel import threshold_scheme_lines
+
+    def record(seed: int, method: str, per_label_macro: float) -> dict:
+        comparison = {"global": {"micro_f1": 0.30, "macro_f1": 0.20}, "per_label": {"micro_f1": 0.29, "macro_f1": per_label_macro}}
+        phase = "st" if method == "ft+st" else "ft"
+        return {"method": method, "seed": seed, "phase_stats": {"ft": {"thresholds": []}, phase: {"threshold_schemes_two_fold": comparison}}}
+
+    assert "no run records" in threshold_scheme_lines([{"method": "setfit", "seed": 1, "phase_stats": {}}])[0]
+    better = [record(seed, method, 0.23) for seed in (1, 2, 3) for method in ("ft+st", "ft", "3phase")]
+    assert "**no verdict yet**" in threshold_scheme_lines(better[:8])[0]
+    assert "**per_label becomes the default**" in threshold_scheme_lines(better)[0] and "+3.00 points" in threshold_scheme_lines(better)[0]
+    worse = [record(seed, method, 0.203) for seed in (1, 2, 3) for method in ("ft+st", "ft", "3phase")]
+    assert "**global stays the default**" in threshold_scheme_lines(worse)[0]  # ahead in all, but by less than the margin

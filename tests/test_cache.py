@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import phasefit._version
-from phasefit import cache, train
+from phasefit import cache, pipeline, train
 
 
 def _train_twice(toy_folder, options, change):
@@ -21,7 +21,7 @@ def _train_twice(toy_folder, options, change):
 
 INGREDIENTS = {
     "phasefit version": lambda mp: mp.setattr(phasefit._version, "__version__", "99.0"),
-    "phase code": lambda mp: mp.setattr(cache, "phase_code_hash", lambda: "edited-code"),
+    "phase code": lambda mp: mp.setattr(pipeline, "phase_code_hash", lambda phase=None: "edited-code"),
     "torch version": lambda mp: mp.setattr(torch, "__version__", "0.0.1"),
     "transformers version": lambda mp: mp.setattr(__import__("transformers"), "__version__", "0.0.1"),
     "sentence-transformers version": lambda mp: mp.setattr(__import__("sentence_transformers"), "__version__", "0.0.1"),
@@ -32,6 +32,24 @@ INGREDIENTS = {
 def test_changing_an_ingredient_misses_the_cache(ingredient, toy_folder, fast_options, tmp_path, monkeypatch):
     options = {**fast_options, "cache_dir": str(tmp_path / "cache")}
     assert _train_twice(toy_folder, options, lambda: INGREDIENTS[ingredient](monkeypatch)) == []
+
+
+def test_each_cached_phase_hashes_its_own_code_so_editing_fine_tuning_keeps_a_dae(tmp_path):
+    package = tmp_path / "phasefit"
+    shutil.copytree(os.path.dirname(cache.__file__), package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = {phase: cache.phase_code_hash(phase, package) for phase in ("dae", "cl", "joint", "ft")}
+    assert before["dae"] == cache.phase_code_hash("dae") and len(set(before.values())) == 4
+
+    def edit(name: str) -> dict[str, str]:
+        with open(package / name, "a", encoding="utf-8") as handle:
+            handle.write("\n# edited\n")
+        return {phase: cache.phase_code_hash(phase, package) for phase in before}
+
+    after_ft = edit("phases/ft.py")
+    assert after_ft["dae"] == before["dae"] and after_ft["cl"] == before["cl"] and after_ft["ft"] != before["ft"]
+    after_dae = edit("phases/dae.py")
+    assert after_dae["dae"] != before["dae"] and after_dae["cl"] == before["cl"]
+    assert edit("phases/common.py")["cl"] != before["cl"]  # shared code moves every key
 
 
 def test_precision_is_resolved_into_the_key():
@@ -56,10 +74,36 @@ def test_new_weights_of_the_same_size_and_time_miss_the_cache(toy_folder, fast_o
     assert _train_twice(toy_folder, options, retrain_the_weights) == []
 
 
-def test_the_code_hash_covers_the_phase_modules():
-    files = {name for name in cache.PHASE_CODE}
-    assert {"phases", "losses", "pairs.py", "noise.py"} <= files
-    assert all((cache.PACKAGE / name).exists() for name in files)
+def _package_imports(module: str, seen: set[str]) -> set[str]:
+    """The package's source files ``module`` (a path under the package) imports, directly or through others."""
+    import ast
+
+    path = cache.PACKAGE / module
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = path.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            targets = [node.module] if node.module else [alias.name for alias in node.names]
+            for target in targets:
+                found = base.joinpath(*target.split("."))
+                name = str((found / "__init__.py" if found.is_dir() else found.with_suffix(".py")).relative_to(cache.PACKAGE))
+                if name not in seen and (cache.PACKAGE / name).exists():
+                    seen.add(name)
+                    _package_imports(name, seen)
+    return seen
+
+
+def test_the_code_hash_of_each_cached_phase_covers_every_module_it_imports():
+    assert ALL_PHASE_CODE_NAMES <= set(cache.ALL_PHASE_CODE)
+    for phase, own in cache.PHASE_CODE.items():
+        hashed = set(cache.SHARED_PHASE_CODE) | set(own)
+        assert all((cache.PACKAGE / name).exists() for name in hashed)
+        imported = _package_imports(f"phases/{phase}.py", set()) - {"config.py", "errors.py"}  # resolved options are in the key
+        assert imported <= hashed, f"{phase}: {sorted(imported - hashed)} not in its code hash"
+
+
+ALL_PHASE_CODE_NAMES = {"phases", "losses", "pairs.py", "noise.py"}
 
 
 def test_a_hub_id_is_keyed_by_its_revision_when_cached(monkeypatch, tmp_path):

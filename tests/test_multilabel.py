@@ -140,6 +140,18 @@ def test_thresholds_are_chosen_on_the_grid_for_all_labels_or_for_each():
     assert shared == [0.35, 0.35]  # micro-F1 over both labels peaks there (6/7), above 0.25 and 0.30 (0.8)
 
 
+def test_the_two_fold_comparison_scores_each_threshold_scheme_on_rows_it_did_not_choose_on():
+    from phasefit.phases.ft import threshold_schemes_two_fold
+
+    rng = np.random.default_rng(0)
+    truth = (rng.random((40, 2)) < 0.5).astype(int)
+    # label 0 separates between 0.6 and 0.8, label 1 between 0.1 and 0.3: no single cut serves both
+    probabilities = np.where(truth == 1, [0.8, 0.3], [0.6, 0.1])
+    comparison = threshold_schemes_two_fold(probabilities, truth)
+    assert comparison["per_label"] == {"micro_f1": 1.0, "macro_f1": 1.0}
+    assert comparison["global"]["macro_f1"] < 0.9 and comparison == threshold_schemes_two_fold(probabilities, truth)
+
+
 def test_multi_label_fine_tuning_chooses_thresholds_and_the_model_predicts_label_lists(tiny_model, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -156,6 +168,7 @@ def test_multi_label_fine_tuning_chooses_thresholds_and_the_model_predicts_label
     assert all(0.05 <= t <= 0.95 for t in stats["thresholds"]) and 0 <= stats["validation_at_thresholds"]["micro_f1"] <= 1
     # checkpoints are picked at the thresholds they would get, so the kept one scores there what it scored when picked
     assert stats["validation_at_thresholds"]["micro_f1"] == pytest.approx(stats["best_validation_micro_f1"], abs=0.02)
+    assert "threshold_schemes_two_fold" not in stats  # 18 validation rows: too few to halve
     model = PhaseFitModel(encoder, head, names, {"multi_label": True, "thresholds": stats["thresholds"]})
     probabilities = model.predict_proba(texts[54:])
     assert probabilities.shape == (18, 3) and not np.allclose(probabilities.sum(axis=1), 1.0)  # independent sigmoids
@@ -370,11 +383,13 @@ def test_ft_then_st_self_trains_a_multi_label_model_with_noise_and_consistency(t
     from phasefit import PhaseFitModel, train
 
     folder, names = multi_label_folder(tmp_path)
-    options = {**fast_options, "recipe": "ft+st", "samples_per_class": 4, "st": {"per_class": 4, "confidence": 0.0, "noise": 0.1, "consistency_weight": 0.5}}
+    st_options = {"per_class": 4, "confidence": 0.0, "noise": 0.1, "consistency_weight": 0.5}
+    options = {**fast_options, "recipe": "ft+st", "samples_per_class": 4, "validation_fraction": 0.4, "st": st_options}
     result = train(folder, options)
     st = result.phase_stats["st"]
     assert st["rounds"] and st["rounds"][0]["pseudo_labels"] > 0 and len(st["rounds"][0]["per_class"]) == 3
     assert len(st["thresholds"]) == 3 and "micro_f1" in st["validation_at_thresholds"]
+    assert set(st["threshold_schemes_two_fold"]) == {"global", "per_label"}  # the final model's schemes, for issue 48's study
     assert np.allclose(result.model.thresholds, st["thresholds"])
     result.save(tmp_path / "model")
     model = PhaseFitModel.from_pretrained(tmp_path / "model")

@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from .common import by_seed, cell, in_table_order, paired_verdict, summarise, table_head
+from .common import by_seed, cell, in_table_order, load_study_rules, paired_verdict, summarise, table_head
 
 MULTI_LABEL_METHODS = ["ft+st", "3phase", "ft", "tuned-ft", "setfit"]
 PHASEFIT_RECIPES = ["ft+st", "3phase", "ft"]
@@ -76,4 +76,38 @@ def multi_label_lines(records: list[dict[str, Any]]) -> list[str]:
             f"- {dataset}, {regime}: {chosen} (chosen on validation) {reached} {PEER}'s macro-F1: {difference:+.2f} points "
             f"paired over {seeds} seeds ({outcome}, p = {p_value:.2f})."
         )
-    return lines
+    return [*lines, "", *threshold_scheme_lines(records)]
+
+
+def two_fold_comparison(record: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    """The final phase's threshold_schemes_two_fold (st's where the recipe self-trains, else ft's), if the record has it."""
+    stats = record.get("phase_stats") or {}
+    for phase in ("st", "ft"):
+        if "threshold_schemes_two_fold" in stats.get(phase, {}):
+            return stats[phase]["threshold_schemes_two_fold"]
+    return None
+
+
+def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Issue 48's threshold study (profiles/studies.yaml, multi_label_threshold): per-label against global cuts, each
+    chosen on half of validation and scored on the other half, over the phasefit runs that record it."""
+    rule = load_study_rules()
+    study, margin = rule["multi_label_threshold"], rule["keep_margin"]
+    runs = [(r, c) for r in records if r["method"] in PHASEFIT_RECIPES and (c := two_fold_comparison(r)) is not None]
+    if not runs:
+        return ["- Threshold scheme (global or per label): no run records the two-fold comparison yet."]
+    metric, name, base = study["metric"], study["name"], study["base"]
+    differences = [100 * (c[name][metric] - c[base][metric]) for _, c in runs]
+    micro = statistics.mean(100 * (c[name]["micro_f1"] - c[base]["micro_f1"]) for _, c in runs)
+    ahead, behind = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    summary = (
+        f"{name} against {base} thresholds, each chosen on half of validation and scored on the other half: over {len(runs)} run(s) "
+        f"mean {metric.replace('_', '-')} difference {statistics.mean(differences):+.2f} points (micro-F1 {micro:+.2f}), ahead in {ahead}, behind in {behind}"
+    )
+    if len(runs) < study["planned"]:
+        return [f"- Threshold scheme: {summary}; {len(runs)} of {study['planned']} planned runs: **no verdict yet**."]
+    kept = statistics.mean(differences) >= margin and ahead > behind
+    verdict = f"**{name} becomes the default**" if kept else f"**{base} stays the default**"
+    return [
+        f"- Threshold scheme: {summary}: {verdict} (rule fixed before the runs: {name} at a mean gain of at least {margin} points, ahead in more runs than behind)."
+    ]

@@ -1,10 +1,11 @@
 """The phase cache: each phase's output on disk, keyed by a hash of everything it depends on.
 
 A key holds the run's ingredients (:func:`run_ingredients`: the base model's weights or hub
-revision, the token limit, phasefit's version and a hash of the code that trains the phases, the
-resolved precision, the torch / transformers / sentence-transformers versions), then per phase
-its options, seed, inputs and the key of the phase before it. Change any of them and the cache
-misses; nothing stale is reused silently.
+revision, the token limit, phasefit's version, the resolved precision, the torch / transformers /
+sentence-transformers versions), then per phase a hash of the code that trains it, its options,
+seed, inputs and the key of the phase before it. Change any of them and the cache misses; nothing
+stale is reused silently. The code hash is the phase's own (:data:`PHASE_CODE`), so editing
+fine-tuning does not throw away a DAE that took an hour.
 """
 
 from __future__ import annotations
@@ -21,8 +22,16 @@ from sentence_transformers import SentenceTransformer
 from . import distributed
 
 PACKAGE = Path(__file__).resolve().parent
-# The code a phase's output depends on; a change to any of these files changes every key.
-PHASE_CODE = ("phases", "losses", "pairs.py", "noise.py", "config.py", "model.py", "cache.py")
+# The source files each cached phase's output depends on, beside SHARED_PHASE_CODE (a later phase's key holds the
+# earlier phases' keys, so their code too). config.py is not hashed for these: a key holds the phase's resolved
+# options, which are all config.py makes. Any other phase (FT and st's resume folders) hashes ALL_PHASE_CODE.
+SHARED_PHASE_CODE = ("phases/__init__.py", "phases/common.py", "noise.py", "distributed.py", "cache.py")
+PHASE_CODE = {
+    "dae": ("phases/dae.py", "losses/denoising.py"),
+    "cl": ("phases/cl.py", "pairs.py"),
+    "joint": ("phases/joint.py", "phases/cl.py", "pairs.py", "losses/denoising.py", "losses/joint.py"),
+}
+ALL_PHASE_CODE = ("phases", "losses", "pairs.py", "noise.py", "distributed.py", "config.py", "model.py", "cache.py")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 
 
@@ -44,13 +53,14 @@ def _hash_files(files: list[Path], root: Path) -> str:
     return digest.hexdigest()[:20]
 
 
-def phase_code_hash() -> str:
-    """A hash of the source files that train the phases (see ``PHASE_CODE``)."""
+def phase_code_hash(phase: str | None = None, package: Path = PACKAGE) -> str:
+    """A hash of the source files that train ``phase`` (``PHASE_CODE``), or of all phases' code for any other phase."""
+    names = SHARED_PHASE_CODE + PHASE_CODE[phase] if phase in PHASE_CODE else ALL_PHASE_CODE
     files: list[Path] = []
-    for name in PHASE_CODE:
-        path = PACKAGE / name
+    for name in names:
+        path = package / name
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return _hash_files(files, PACKAGE)
+    return _hash_files(sorted(set(files)), package)
 
 
 def model_revision(name_or_path: str) -> str:
@@ -84,7 +94,6 @@ def run_ingredients(model: str, max_length: int, precision: str) -> dict[str, An
         "model": model_revision(model),
         "max_length": max_length,
         "phasefit": __version__,
-        "code": phase_code_hash(),
         "precision": precision_options(precision),
         "processes": distributed.world_size(),
         "libraries": library_versions(),

@@ -19,7 +19,7 @@ from transformers import TrainerCallback, set_seed
 
 from . import distributed
 from ._version import __version__
-from .cache import PhaseCache, fingerprint, run_ingredients
+from .cache import PhaseCache, fingerprint, phase_code_hash, run_ingredients
 from .config import PHASE_TITLES, RunConfig
 from .data import LabelledData, Split, load_data, with_validation_merged
 from .errors import ConfigError, ModelFilesError
@@ -426,7 +426,9 @@ class _RecipeRunner:
         if phase == "ft":
             if self.keeps_ft_start:
                 self.ft_start = state_copy(encoder)
-            self.ft_key = fingerprint(self.key, asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, self.class_texts)
+            self.ft_key = fingerprint(
+                self.key, phase_code_hash(phase), asdict(phase_config), config.seed + index, data.train.texts, data.train.labels, self.class_texts
+            )
             self.head, stats = train_ft(encoder, self.ft_data, phase_config, phase_run(self.ft_key))
         elif phase == "st":
             pool = self.pool(phase_config)
@@ -437,14 +439,14 @@ class _RecipeRunner:
                 pool.dropped_held_out,
                 pool.dropped_labelled,
             )
-            self.ft_key = fingerprint(self.ft_key, phase, asdict(phase_config), config.seed + index)
+            self.ft_key = fingerprint(self.ft_key, phase, phase_code_hash(phase), asdict(phase_config), config.seed + index)
             teacher = self.phase_stats["ft"]
             encoder, self.head, stats = train_st(
                 encoder, self.head, self.ft_data, pool, config.phases["ft"], phase_config, phase_run(self.ft_key), teacher, self.ft_start, self.round_steps
             )
         else:
             inputs = _phase_inputs(phase, data, phase_config, phase_config.seed if shared_dae else config.seed)
-            self.key = fingerprint(self.key, phase, asdict(phase_config), seed, inputs["fingerprint"])
+            self.key = fingerprint(self.key, phase, phase_code_hash(phase), asdict(phase_config), seed, inputs["fingerprint"])
             reused = next((found for cache in self.caches if (found := cache.load(self.key)) is not None), None)
             if distributed.all_ranks_agree(reused is not None):
                 encoder, stats = reused.to(encoder.device), {"cached": True}

@@ -8,7 +8,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
 from ..config import DAEConfig
-from ..losses import DenoisingLoss
+from ..losses.denoising import DenoisingLoss
 from .common import PhaseRun, add_word_deletion, first_token_bottleneck, run_sentence_trainer, without_final_normalize
 
 

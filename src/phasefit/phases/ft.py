@@ -202,13 +202,14 @@ def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: 
         raise ConfigError(f"option ft.head_refit {config.head_refit!r} refits a single-label head; a multi-label run takes 'none'.")
     head, stats = fit_classifier(run.limit_tokens(encoder), data, config, run)
     if data.multi_label:
-        return head, {**stats, **label_thresholds(encoder, head, data, config)}
+        return head, {**stats, **label_thresholds(encoder, head, data, config, compare_schemes=True)}
     if config.head_refit == "logistic":
         return refit_logistic_head(encoder, data, config, run.seed, stats)
     return head, stats
 
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+MIN_ROWS_TO_COMPARE_SCHEMES = 20
 
 
 def choose_thresholds(probabilities: np.ndarray, truth: np.ndarray, per_label: bool) -> list[float]:
@@ -226,8 +227,26 @@ def choose_thresholds(probabilities: np.ndarray, truth: np.ndarray, per_label: b
     ]
 
 
-def label_thresholds(encoder: SentenceTransformer, head: nn.Module, data: FTData, config: FTConfig) -> dict[str, Any]:
-    """The thresholds chosen on validation (0.5 without validation rows) and the validation scores at them."""
+def threshold_schemes_two_fold(probabilities: np.ndarray, truth: np.ndarray, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Global against per-label thresholds on rows they were not chosen on: each scheme chooses on one seeded half of
+    the validation rows and is scored on the other, both ways round; the micro- and macro-F1 of the two halves, averaged."""
+    truth = np.asarray(truth)
+    rows = np.random.default_rng(seed).permutation(len(truth))
+    halves = (rows[: len(rows) // 2], rows[len(rows) // 2 :])
+    labels = list(range(truth.shape[1]))
+    comparison = {}
+    for scheme in ("global", "per_label"):
+        scores = []
+        for chosen_on, scored_on in (halves, halves[::-1]):
+            thresholds = np.asarray(choose_thresholds(probabilities[chosen_on], truth[chosen_on], per_label=scheme == "per_label"))
+            scores.append(multilabel_metrics(truth[scored_on], probabilities[scored_on] >= thresholds, labels))
+        comparison[scheme] = {key: float(np.mean([score[key] for score in scores])) for key in ("micro_f1", "macro_f1")}
+    return comparison
+
+
+def label_thresholds(encoder: SentenceTransformer, head: nn.Module, data: FTData, config: FTConfig, compare_schemes: bool = False) -> dict[str, Any]:
+    """The thresholds chosen on validation (0.5 without validation rows) and the validation scores at them; with
+    ``compare_schemes``, also :func:`threshold_schemes_two_fold` (how the other scheme would have done)."""
     if not len(data.validation_texts):
         return {"thresholds": [0.5] * data.n_classes}
     with torch.no_grad():
@@ -235,7 +254,13 @@ def label_thresholds(encoder: SentenceTransformer, head: nn.Module, data: FTData
     probabilities = torch.sigmoid(logits.float()).cpu().numpy()
     thresholds = choose_thresholds(probabilities, data.validation_labels, config.threshold == "per_label")
     scores = multilabel_metrics(np.asarray(data.validation_labels), probabilities >= np.asarray(thresholds), list(range(data.n_classes)))
-    return {"thresholds": thresholds, "validation_at_thresholds": {key: scores[key] for key in ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy")}}
+    stats: dict[str, Any] = {
+        "thresholds": thresholds,
+        "validation_at_thresholds": {key: scores[key] for key in ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy")},
+    }
+    if compare_schemes and len(data.validation_texts) >= MIN_ROWS_TO_COMPARE_SCHEMES:
+        stats["threshold_schemes_two_fold"] = threshold_schemes_two_fold(probabilities, np.asarray(data.validation_labels))
+    return stats
 
 
 def best_validation(stats: dict[str, Any], config: FTConfig) -> float:

@@ -9,7 +9,8 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 
 from ..config import JointConfig
-from ..losses import DenoisingLoss, JointLoss
+from ..losses.denoising import DenoisingLoss
+from ..losses.joint import JointLoss
 from .cl import pair_dataset, with_projection
 from .common import PhaseRun, add_word_deletion, run_sentence_trainer, without_final_normalize
 

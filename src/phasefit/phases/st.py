@@ -251,7 +251,7 @@ def train_st(
     stats[f"best_validation_{ft_config.metric}"] = best_score
     stats["kept_rounds"] = sum(entry["kept"] for entry in stats["rounds"])
     if data.multi_label:  # the kept model's own cuts (the teacher's when no student was kept)
-        stats.update(label_thresholds(encoder, head.eval(), data, ft_config))
+        stats.update(label_thresholds(encoder, head.eval(), data, ft_config, compare_schemes=True))
     return encoder, head.eval(), stats
 
 
