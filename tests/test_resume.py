@@ -108,3 +108,18 @@ def test_sigkill_in_each_phase_then_resume(toy_folder, tiny_model, tmp_path):
     agreement = sum(a == b for a, b in zip(PhaseFitModel.from_pretrained(output).predict(texts), PhaseFitModel.from_pretrained(reference).predict(texts)))
     assert agreement >= 2
     print("seconds until each kill:", timings)
+
+
+def test_sigkill_in_the_refit_on_all_labels_then_resume(toy_folder, tiny_model, tmp_path):
+    output = tmp_path / "run"
+    work = tmp_path / ".run.phasefit-work"
+    args = [*command(toy_folder, tiny_model, output), "--recipe", "ft"]
+    args[args.index("--refit-on-all-labels") + 1] = "always"
+    run_until(args, lambda: bool([p for p in work.glob("refit/checkpoints/*-ft-*/checkpoint-*") if (p / "trainer_state.json").is_file()]))
+    resumed = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = json.loads((output / "metrics.json").read_text())
+    assert report["phase_stats"]["ft"]["resumed_from_step"] > 0, "the refit continues from its checkpoint"
+    # The budget pass is trained again (its FT keeps no finished state), which is cheap where auto refits: few labels.
+    budget = report["phase_stats"]["budget_pass"]["ft"]
+    assert report["phase_stats"]["ft"]["steps"] == max(1, budget["best_step"]) and not work.exists()
