@@ -329,9 +329,17 @@ def phasefit_options(profile: dict[str, Any], model: str, seed: int, cache_dir: 
     return {**options, "model": model, "seed": seed, "cache_dir": cache_dir, "refit_on_all_labels": refit}
 
 
-def without_curve(stats: dict[str, Any]) -> dict[str, Any]:
-    """A phase's statistics less its learning curve (too long for a record)."""
-    return {k: v for k, v in stats.items() if k != "curve"}
+CURVE_POINTS = 40
+
+
+def recorded_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """A phase's statistics with its learning curve thinned to at most CURVE_POINTS evenly spaced points a series (the
+    last always kept): the whole curve is too long for a record, its shape is what a report draws."""
+    thinned = {}
+    for series, points in stats.get("curve", {}).items():
+        stride = 1 if len(points) <= CURVE_POINTS else -(-len(points) // (CURVE_POINTS - 1))
+        thinned[series] = points[::stride] if (len(points) - 1) % stride == 0 else [*points[::stride], points[-1]]
+    return {**stats, "curve": thinned} if "curve" in stats else dict(stats)
 
 
 def validation_scores(metrics: dict[str, Any]) -> dict[str, float]:
@@ -363,7 +371,7 @@ def run_phasefit(data, method: str, options: dict[str, Any], work_dir: Path | No
         "test": result.test_metrics,
         **validation_scores(result.validation_metrics),
         "phase_seconds": clock.across_sittings(result.phase_seconds),
-        "phase_stats": {phase: without_curve(stats) for phase, stats in result.phase_stats.items()},
+        "phase_stats": {phase: recorded_stats(stats) for phase, stats in result.phase_stats.items()},
         "cached_phases": result.cached_phases,
         "config": {**result.config.to_dict(), "recipe": result.config.recipe},
     }
@@ -393,7 +401,7 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
                 "test": result.test_metrics,
                 "seconds": round(sum(clock.across_sittings(result.phase_seconds, part).values()), 2),
                 "config": result.config.to_dict(),
-                "ft_stats": without_curve(result.phase_stats["ft"]),
+                "ft_stats": recorded_stats(result.phase_stats["ft"]),
             }
             if trials_file:
                 append_record(trials_file, trial)

@@ -55,7 +55,8 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     assert dae_then_ft["phase_stats"]["dae"] == {"cached": True} and dae_then_ft["phase_stats"]["ft"]["steps"] >= 1
     tuned = next(r for r in records if r["method"] == "tuned-ft")
     assert tuned["chosen_learning_rate"] in run.TUNED_FT_LEARNING_RATES and len(tuned["grid"]) == 3
-    assert all(0 < trial["ft_stats"]["best_step"] <= trial["ft_stats"]["steps"] and "curve" not in trial["ft_stats"] for trial in tuned["grid"])
+    assert all(0 < trial["ft_stats"]["best_step"] <= trial["ft_stats"]["steps"] for trial in tuned["grid"])
+    assert all(len(trial["ft_stats"]["curve"]["train_loss"]) <= run.CURVE_POINTS for trial in tuned["grid"])
 
     capsys.readouterr()
     run.main(args)
@@ -818,3 +819,12 @@ def test_the_threshold_study_waits_for_its_planned_runs_then_applies_its_rule():
     assert "**per_label becomes the default**" in threshold_scheme_lines(better)[0] and "+3.00 points" in threshold_scheme_lines(better)[0]
     worse = [record(seed, method, 0.203) for seed in (1, 2, 3) for method in ("ft+st", "ft", "3phase")]
     assert "**global stays the default**" in threshold_scheme_lines(worse)[0]  # ahead in all, but by less than the margin
+
+
+def test_a_record_keeps_each_learning_curve_thinned_with_its_last_point():
+    long = [[step, 10.0 - step / 100] for step in range(1, 626)]
+    stats = run.recorded_stats({"steps": 625, "curve": {"train_loss": long, "eval_accuracy": long[:12]}})
+    assert stats["steps"] == 625 and len(stats["curve"]["train_loss"]) <= run.CURVE_POINTS
+    assert stats["curve"]["train_loss"][0] == long[0] and stats["curve"]["train_loss"][-1] == long[-1]
+    assert stats["curve"]["eval_accuracy"] == long[:12]  # a short series is kept whole
+    assert run.recorded_stats({"cached": True}) == {"cached": True}
