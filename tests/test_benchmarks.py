@@ -813,11 +813,14 @@ def test_the_threshold_study_waits_for_its_planned_runs_then_applies_its_rule():
         phase = "st" if method == "ft+st" else "ft"
         return {"method": method, "seed": seed, "phase_stats": {"ft": {"thresholds": []}, phase: {"threshold_schemes_two_fold": comparison}}}
 
+    from benchmarks.report.common import load_study_rules
+
+    planned = load_study_rules()["multi_label_threshold"]["planned"]
     assert "no run records" in threshold_scheme_lines([{"method": "setfit", "seed": 1, "phase_stats": {}}])[0]
-    better = [record(seed, method, 0.23) for seed in (1, 2, 3) for method in ("ft+st", "ft", "3phase")]
-    assert "**no verdict yet**" in threshold_scheme_lines(better[:8])[0]
+    better = [record(seed, method, 0.23) for seed in range(1, planned + 1) for method in ("ft+st", "ft", "3phase")][:planned]
+    assert "**no verdict yet**" in threshold_scheme_lines(better[:-1])[0]
     assert "**per_label becomes the default**" in threshold_scheme_lines(better)[0] and "+3.00 points" in threshold_scheme_lines(better)[0]
-    worse = [record(seed, method, 0.203) for seed in (1, 2, 3) for method in ("ft+st", "ft", "3phase")]
+    worse = [{**run, "phase_stats": record(run["seed"], run["method"], 0.203)["phase_stats"]} for run in better]
     assert "**global stays the default**" in threshold_scheme_lines(worse)[0]  # ahead in all, but by less than the margin
 
 
