@@ -251,15 +251,15 @@ def label_thresholds(encoder: SentenceTransformer, head: nn.Module, data: FTData
         return {"thresholds": [0.5] * data.n_classes}
     with torch.no_grad():
         logits = head(encoder.encode(list(data.validation_texts), convert_to_tensor=True, show_progress_bar=False))
-    probabilities = torch.sigmoid(logits.float()).cpu().numpy()
-    thresholds = choose_thresholds(probabilities, data.validation_labels, config.threshold == "per_label")
-    scores = multilabel_metrics(np.asarray(data.validation_labels), probabilities >= np.asarray(thresholds), list(range(data.n_classes)))
+    probabilities, truth = torch.sigmoid(logits.float()).cpu().numpy(), np.asarray(data.validation_labels)
+    thresholds = choose_thresholds(probabilities, truth, config.threshold == "per_label")
+    scores = multilabel_metrics(truth, probabilities >= np.asarray(thresholds), list(range(data.n_classes)))
     stats: dict[str, Any] = {
         "thresholds": thresholds,
         "validation_at_thresholds": {key: scores[key] for key in ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy")},
     }
     if compare_schemes and len(data.validation_texts) >= MIN_ROWS_TO_COMPARE_SCHEMES:
-        stats["threshold_schemes_two_fold"] = threshold_schemes_two_fold(probabilities, np.asarray(data.validation_labels))
+        stats["threshold_schemes_two_fold"] = threshold_schemes_two_fold(probabilities, truth)
     return stats
 
 
