@@ -140,6 +140,15 @@ def test_thresholds_are_chosen_on_the_grid_for_all_labels_or_for_each():
     assert shared == [0.35, 0.35]  # micro-F1 over both labels peaks there (6/7), above 0.25 and 0.30 (0.8)
 
 
+def test_thresholds_reach_below_a_twentieth_for_a_label_whose_probabilities_stay_near_its_base_rate():
+    from phasefit.phases.ft import choose_thresholds
+
+    truth = np.array([[1], [1], [0], [0], [0], [0]])
+    probabilities = np.array([[0.03], [0.025], [0.004], [0.006], [0.002], [0.001]])  # ranked right, all under 0.05
+    (cut,) = choose_thresholds(probabilities, truth, per_label=True)
+    assert 0.006 < cut <= 0.025
+
+
 def test_the_two_fold_comparison_scores_each_threshold_scheme_on_rows_it_did_not_choose_on():
     from phasefit.phases.ft import threshold_schemes_two_fold
 
@@ -165,7 +174,7 @@ def test_multi_label_fine_tuning_chooses_thresholds_and_the_model_predicts_label
     config = FTConfig(epochs=10, min_steps=0, batch_size=16, learning_rate=1e-3, head_size=16, patience=3, metric="micro_f1", threshold="per_label")
     head, stats = train_ft(encoder, FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3), config, PhaseRun(0, tmp_path / "ft"))
     assert "best_validation_micro_f1" in stats and len(stats["thresholds"]) == 3
-    assert all(0.05 <= t <= 0.95 for t in stats["thresholds"]) and 0 <= stats["validation_at_thresholds"]["micro_f1"] <= 1
+    assert all(0.001 <= t <= 0.95 for t in stats["thresholds"]) and 0 <= stats["validation_at_thresholds"]["micro_f1"] <= 1
     # checkpoints are picked at the thresholds they would get, so the kept one scores there what it scored when picked
     assert stats["validation_at_thresholds"]["micro_f1"] == pytest.approx(stats["best_validation_micro_f1"], abs=0.02)
     assert "threshold_schemes_two_fold" not in stats  # 18 validation rows: too few to halve
