@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,18 @@ def test_every_file_format_loads_the_same_rows(tmp_path, frame, suffix):
     data = load_data(path, seed=0)
     assert len(data.train) + len(data.validation) == 60
     assert sorted(data.train.texts + data.validation.texts) == sorted(frame.text)
+
+
+def test_a_folder_of_split_files_is_read_once_per_file(tmp_path, frame, monkeypatch):
+    import phasefit.data
+
+    frame.to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    frame.head(12).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    reads = []
+    original = phasefit.data.read_table
+    monkeypatch.setattr(phasefit.data, "read_table", lambda path: reads.append(Path(path).name) or original(path))
+    data = load_data(tmp_path, seed=0)
+    assert sorted(reads) == ["test.jsonl", "train.jsonl"] and len(data.test) == 12
 
 
 def test_in_memory_sources(frame):

@@ -367,7 +367,11 @@ def load_data(
             max_validation_examples,
             unseen_test_labels,
         )
-    splits, where = read_splits(source, text_column, label_columns)
+    if tables is not None:  # already read to look for label lists: not read again
+        splits = {name: frame_to_split(frame, file, text_column, label_columns, offset) for name, (frame, file, offset) in tables[0].items()}
+        where = tables[1]
+    else:
+        splits, where = read_splits(source, text_column, label_columns)
     for name, split in splits.items():
         check_hierarchy(split, label_columns, f"{where} [{name}]")
     train = splits["train"]
