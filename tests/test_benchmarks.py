@@ -484,7 +484,13 @@ def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its
         "",
         "Not in a row yet (fewer seeds than the row needs on every dataset): ft at 8. No test run yet in a row's regime: ft+st at 8, 3phase at 8, tuned-ft at 8.",
     ]
-    del accuracy[("a", "8", "ft")]
+    accuracy[("a", "8", "tuned-ft")] = [70.0] * 5
+    accuracy[("b", "8", "tuned-ft")] = [70.0] * 5
+    accuracy[("c", "8", "ft+st")] = [99.0] * 5  # all its seeds on one dataset only: it would narrow the row to none
+    assert report.which_recipe_lines(accuracy, keys)[2] == "| about 8 per class | `tuned-ft` | tuned-ft 70.00, setfit 70.00, 3phase+ 67.50 | a, b |"
+    assert "Not in a row yet (fewer seeds than the row needs on every dataset): ft+st at 8, ft at 8." in report.which_recipe_lines(accuracy, keys)[4]
+    for method in ("ft", "tuned-ft", "ft+st"):
+        accuracy = {key: value for key, value in accuracy.items() if key[2] != method}
     readme = tmp_path / "README.md"
     start, end = report.WHICH_RECIPE_MARKERS
     readme.write_text(f"intro\n{start}\nold\n{end}\nrest\n")
