@@ -201,7 +201,7 @@ def build_report(
         f"- Records: {len(records)}; model(s): {', '.join(models) or '–'}; profile(s): {', '.join(profiles) or '–'}; device(s): {', '.join(devices) or '–'}; commits: {', '.join(commits) or '–'}.",
         *([f"- Superseded: {superseded} older records in `results/superseded/` are kept but not tabulated (why: its README)."] if superseded else []),
         "- Regimes: `8` / `64` labelled examples per class (seeded stratified draws), `full` = the whole training split. "
-        "In the 8/64 regimes phase 1 reads the other training texts without labels, capped per profile (`cpu`: a seeded sample of 2,000 texts).",
+        "In the 8/64 regimes phase 1 reads the other training texts without labels, capped per profile (`cpu`: a seeded sample of 20,000 texts, one DAE per dataset).",
         "- Validation: the dataset's own split, or a stratified 20 % of train; capped per profile (`cpu`: 500 rows). Everything is chosen on validation, nothing on test: "
         "FT (in every phasefit method and in tuned FT) keeps the checkpoint with the best validation accuracy (why: `results/selection/SUMMARY.md`).",
         "- Peers: `tuned-ft` = plain fine-tuning (MLP head) with the learning rate picked on validation accuracy from "

@@ -29,7 +29,7 @@ def validation_lines(records: list[dict[str, Any]]) -> list[str]:
         f"Records: `results/validation/*.jsonl` ({len(records)} runs; commits {', '.join(sorted({r['git_commit'] for r in records}))}). "
         "Profiles: `val-old` = the budgets before this study (epochs only, no warm-up, one learning rate for decoder and encoder); "
         "`val-budget` = at least 100 optimiser steps in DAE and CL, 10 % warm-up, the DAE decoder's own weights at 5e-4 and alone for 20 steps. "
-        "Both cap phase 1 at 2,000 texts and validation at 500 rows, like `cpu`; FT is the same in both (ft runs once, under `val-old`). "
+        "Both cap phase 1 at 2,000 texts and validation at 500 rows, as `cpu` did then; FT is the same in both (ft runs once, under `val-old`). "
         "Issue 28's profiles (`val-proto`, `val-proto-supcon`, `val-proto-self`, `val-lpft`, `val-proto-supcon-short`, `val-plus`, `val-names`, `val-lr5`, `val-wise`, `val-lrhead`, `val-cw1`) keep those caps and "
         "change FT only; each is a YAML file in `benchmarks/profiles/` whose first line says what it adds, and the rules below compare each with the run it adds to. "
         "The records hold test scores too (the runner writes them); this section and the decisions below read validation accuracy only.",
