@@ -242,10 +242,16 @@ def read_splits(
     source: Any,
     text_column: str = "text",
     label_columns: Sequence[str] = ("label",),
+    tables: tuple[dict[str, tuple[pd.DataFrame, str, int]], str] | None = None,
 ) -> tuple[dict[str, Split], str]:
-    """Read every split a source has: a file, a folder of split files, a DataFrame, a `datasets` object, a hub id."""
-    if isinstance(source, pd.DataFrame):
-        return {"train": frame_to_split(source, "DataFrame", text_column, label_columns, 0)}, "DataFrame"
+    """Read every split a source has: a file, a folder of split files, a DataFrame, a `datasets` object, a hub id.
+    ``tables``: the source's tables when already read (:func:`phasefit.multilabel.split_frames`), not read again."""
+    from .multilabel import split_frames
+
+    tables = tables if tables is not None else split_frames(source)
+    if tables is not None:
+        frames, where = tables
+        return {split: frame_to_split(frame, file, text_column, label_columns, offset) for split, (frame, file, offset) in frames.items()}, where
     if isinstance(source, Mapping) and not isinstance(source, (str, Path)):
         splits = {}
         for name, value in source.items():
@@ -257,11 +263,6 @@ def read_splits(
     if type(source).__name__ == "Dataset" and hasattr(source, "to_pandas"):
         return {"train": frame_to_split(source.to_pandas(), "Dataset", text_column, label_columns, 0)}, "datasets.Dataset"
     path = Path(source)
-    if path.is_dir():
-        splits = {
-            split: frame_to_split(read_table(file), str(file), text_column, label_columns, _row_offset(file)) for split, file in _find_split_files(path).items()
-        }
-        return splits, str(path)
     if path.exists() or path.suffix.lower() in TABLE_SUFFIXES or str(source).startswith((".", "/", "~")):
         return {"train": frame_to_split(read_table(path), str(path), text_column, label_columns, _row_offset(path))}, str(path)
     return _read_hub_dataset(str(source), text_column, label_columns), str(source)
@@ -367,11 +368,7 @@ def load_data(
             max_validation_examples,
             unseen_test_labels,
         )
-    if tables is not None:  # already read to look for label lists: not read again
-        splits = {name: frame_to_split(frame, file, text_column, label_columns, offset) for name, (frame, file, offset) in tables[0].items()}
-        where = tables[1]
-    else:
-        splits, where = read_splits(source, text_column, label_columns)
+    splits, where = read_splits(source, text_column, label_columns, tables)
     for name, split in splits.items():
         check_hierarchy(split, label_columns, f"{where} [{name}]")
     train = splits["train"]
