@@ -837,3 +837,24 @@ def test_a_record_keeps_each_learning_curve_thinned_with_its_last_point():
     assert stats["curve"]["train_loss"][0] == long[0] and stats["curve"]["train_loss"][-1] == long[-1]
     assert stats["curve"]["eval_accuracy"] == long[:12]  # a short series is kept whole
     assert run.recorded_stats({"cached": True}) == {"cached": True}
+
+
+def test_the_fastfit_bar_is_paired_per_cell_and_asks_clinc150_at_8_to_beat_fastfit_and_setfit():
+    seeded = {}
+    for dataset in ("sst2", "clinc150"):
+        seeded[(dataset, "8", "fastfit")] = {1: 70.0, 2: 71.0, 3: 72.0}
+        seeded[(dataset, "8", "ft+st")] = {1: 73.0, 2: 74.5, 3: 75.0}
+    seeded[("clinc150", "8", "setfit")] = {1: 60.0, 2: 61.0, 3: 62.5}
+    seeded[("snips", "8", "fastfit")] = {1: 90.0, 2: 91.0}
+    keys = report.in_table_order({(d, r) for d, r, _ in seeded})
+    lines = report.fastfit_bar_lines(seeded, keys)
+    assert lines[0].startswith("- Not behind fastfit in any cell where both ran: over 2 judged cell(s) ft+st loses in 0: **met so far**.")
+    assert "Cells where fastfit ran and ft+st has not: snips/8." in lines[0]
+    assert lines[1] == "- On clinc150 at 8 per class ft+st beats fastfit and setfit: **met**."
+    assert any(line.startswith("- clinc150, 8: ft+st beats setfit: mean paired difference +13.00 points over 3 seeds") for line in lines)
+    seeded[("sst2", "8", "ft+st")] = {1: 60.0, 2: 61.2, 3: 62.1}
+    seeded[("clinc150", "8", "setfit")] = {1: 73.0, 2: 75.0, 3: 74.0}
+    lines = report.fastfit_bar_lines(seeded, keys)
+    assert "ft+st loses in 1 (sst2/8): **not met**." in lines[0]
+    assert lines[1] == "- On clinc150 at 8 per class ft+st beats fastfit and setfit: **not met**."
+    assert report.fastfit_bar_lines({}, []) == ["- No fastfit runs on test yet."]
