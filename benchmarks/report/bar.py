@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
-from .common import compare, in_table_order, paired_verdict, run_by_run, verdict, wall_seconds_by_run_key
+from .common import compare, in_table_order, paired_line, run_by_run, verdict, wall_seconds_by_run_key
 
 PEERS = ("tuned-ft", "setfit")
 
@@ -52,10 +52,8 @@ def bar_lines(
         best = max(ran, key=lambda peer: statistics.mean(ran[peer].values()))
         which = f"the better peer ({best})" if len(peers) > 1 else best
         if paired:
-            outcome, difference, p_value, shared = paired_verdict(mine, ran[best])
-            said = {"beats": "beats", "ties": "ties with", "loses": "loses to", None: "has too few shared seeds against"}[outcome]
-            detail = f": mean paired difference {difference:+.2f} points over {shared} seeds (paired t-test p = {p_value:.3f})" if outcome else ""
-            out.append(f"- {dataset}, {regime}: {challenger} {said} {which}{detail}.")
+            outcome, line = paired_line(mine, ran[best], dataset, regime, challenger, which)
+            out.append(line)
         else:
             outcome = verdict(list(mine.values()), list(ran[best].values()))
             out.append(f"- {dataset}, {regime}: {challenger} {compare(list(mine.values()), list(ran[best].values()))} {which}.")

@@ -133,6 +133,14 @@ def paired_verdict(a: dict[int, float], b: dict[int, float]) -> tuple[str | None
     return outcome, mean, p_value, len(shared)
 
 
+def paired_line(a: dict[int, float], b: dict[int, float], dataset: str, regime: str, challenger: str, which: str) -> tuple[str | None, str]:
+    """One cell's paired verdict (:func:`paired_verdict`) of the challenger's runs ``a`` against ``which``'s ``b``, and its line."""
+    outcome, difference, p_value, shared = paired_verdict(a, b)
+    said = {"beats": "beats", "ties": "ties with", "loses": "loses to", None: "has too few shared seeds against"}[outcome]
+    detail = f": mean paired difference {difference:+.2f} points over {shared} seeds (paired t-test p = {p_value:.3f})" if outcome else ""
+    return outcome, f"- {dataset}, {regime}: {challenger} {said} {which}{detail}."
+
+
 def verdict(a: list[float], b: list[float]) -> str | None:
     """beats / loses when the means differ by more than the larger seed std, else ties; None without two seeds on each side."""
     if len(a) < 2 or len(b) < 2:

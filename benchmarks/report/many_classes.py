@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 from .bar import BAR_REGIMES
-from .common import paired_verdict
+from .common import paired_line
 
 MANY_CLASSES_DATASET = "clinc150"
-
-
-def paired_line(seeded, dataset: str, regime: str, challenger: str, peer: str) -> tuple[str | None, str]:
-    """The paired verdict of one cell (None without two shared seeds) and its line."""
-    outcome, difference, p_value, shared = paired_verdict(seeded[(dataset, regime, challenger)], seeded[(dataset, regime, peer)])
-    if outcome is None:
-        return None, f"- {dataset}, {regime}: {challenger} against {peer}: {shared} shared seed(s), no verdict yet."
-    said = {"beats": "beats", "ties": "ties with", "loses": "loses to"}[outcome]
-    return outcome, (
-        f"- {dataset}, {regime}: {challenger} {said} {peer}: mean paired difference {difference:+.2f} points over {shared} seeds "
-        f"(paired t-test p = {p_value:.3f})."
-    )
 
 
 def fastfit_bar_lines(seeded, keys, challenger: str = "ft+st", peer: str = "fastfit", dataset: str = MANY_CLASSES_DATASET) -> list[str]:
@@ -31,7 +19,7 @@ def fastfit_bar_lines(seeded, keys, challenger: str = "ft+st", peer: str = "fast
         if not seeded.get((cell_dataset, regime, challenger)):
             unrun.append(f"{cell_dataset}/{regime}")
             continue
-        outcome, line = paired_line(seeded, cell_dataset, regime, challenger, peer)
+        outcome, line = paired_line(seeded[(cell_dataset, regime, challenger)], seeded[(cell_dataset, regime, peer)], cell_dataset, regime, challenger, peer)
         out.append(line)
         if outcome:
             judged.append(f"{cell_dataset}/{regime}")
@@ -46,7 +34,7 @@ def fastfit_bar_lines(seeded, keys, challenger: str = "ft+st", peer: str = "fast
     many = []
     for other in (peer, "setfit"):
         if seeded.get((dataset, "8", challenger)) and seeded.get((dataset, "8", other)):
-            many.append(paired_line(seeded, dataset, "8", challenger, other))
+            many.append(paired_line(seeded[(dataset, "8", challenger)], seeded[(dataset, "8", other)], dataset, "8", challenger, other))
     beats_both = len(many) == 2 and all(outcome == "beats" for outcome, _ in many)
     summary.append(
         f"- On {dataset} at 8 per class {challenger} beats {peer} and setfit: "
