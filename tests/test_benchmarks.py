@@ -711,11 +711,17 @@ def test_the_best_multi_label_recipe_is_chosen_on_validation_not_test():
 
 
 FAKE_FASTFIT = """
-import json, sys
+import json, os, sys
 request = json.load(open(sys.argv[1]))
 assert request["arguments"]["num_train_epochs"] == 40 and request["train"]["labels"] and "test" not in request["train"]
 first = request["train"]["labels"][0]
 answer = {"predictions": {split: [first] * len(texts) for split, texts in request["predict"].items()}, "seconds": 1.5, "versions": {"fast-fit": "fake"}}
+if request.get("checkpoints"):
+    os.makedirs(request["checkpoints"]["folder"], exist_ok=True)
+    json.dump(request["checkpoints"], open(os.path.join(request["checkpoints"]["folder"], "asked.json"), "w"))
+    print("a log line")
+    print("fastfit-peer: checkpoint saved 3", flush=True)
+    answer["resumed_from_step"] = 3
 json.dump(answer, open(sys.argv[2], "w"))
 """
 
@@ -735,25 +741,69 @@ def test_the_fastfit_peer_runs_in_its_own_python_and_is_scored_like_every_method
     monkeypatch.setattr(run, "FASTFIT_SCRIPT", script)
     results = tmp_path / "results" / "runs.jsonl"
     args = ["--datasets", "toy", "--regimes", "4", "--methods", "fastfit", "--seeds", "1", "--model", tiny_model, "--profile", "smoke"]
+    args += ["--cache-dir", str(tmp_path / "cache")]
     run.main([*args, "--data-root", str(root), "--results", str(results)])
     (record,) = [json.loads(line) for line in results.read_text().splitlines()]
     assert record["method"] == "fastfit" and record["test"]["accuracy"] == 0.5  # one class predicted for 5 + 5 rows
     assert record["phase_seconds"]["fastfit"] == 1.5 and record["config"]["versions"] == {"fast-fit": "fake"}
+    assert record["resumed_from_step"] == 3 and not any((tmp_path / "cache" / "runs").glob("*"))  # the work folder goes with the record
     script.write_text("import sys; sys.exit('fast-fit broke')")
     with pytest.raises(RuntimeError, match="fastfit failed \\(exit 1\\):\\nfast-fit broke"):
         run.main([*args, "--seeds", "2", "--data-root", str(root), "--results", str(results)])
 
 
-@pytest.mark.skipif(not run.fastfit_python().is_file(), reason="FastFit's own environment (.peers/fastfit, docs/benchmarks.md) is not set up")
-def test_the_real_fastfit_package_trains_on_a_draw_and_answers_labels(tmp_path):
+def toy_draw(tmp_path, train: dict[str, int], test: dict[str, int]):
+    """A 4-per-class draw of a toy dataset written under ``tmp_path``."""
     from phasefit import load_data
-    from phasefit.config import default_model_path
 
     folder = tmp_path / "toy"
     folder.mkdir()
-    pd.DataFrame(toy_rows({"sport": 12, "weather": 12, "food": 12}, seed=1)).to_json(folder / "train.jsonl", orient="records", lines=True)
-    pd.DataFrame(toy_rows({"sport": 4, "weather": 4, "food": 4}, seed=2)).to_json(folder / "test.jsonl", orient="records", lines=True)
-    data = load_data(folder, seed=1, samples_per_class=4)
+    pd.DataFrame(toy_rows(train, seed=1)).to_json(folder / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(toy_rows(test, seed=2)).to_json(folder / "test.jsonl", orient="records", lines=True)
+    return load_data(folder, seed=1, samples_per_class=4)
+
+
+def test_a_fastfit_run_saves_its_clock_at_each_checkpoint_and_counts_earlier_sittings(tmp_path, monkeypatch):
+    import sys
+
+    data = toy_draw(tmp_path, {"sport": 6, "weather": 6}, {"sport": 3, "weather": 3})
+    script = tmp_path / "fake_fastfit.py"
+    script.write_text(FAKE_FASTFIT)
+    monkeypatch.setenv("PHASEFIT_FASTFIT_PYTHON", sys.executable)
+    monkeypatch.setattr(run, "FASTFIT_SCRIPT", script)
+    work = tmp_path / "work"
+    run.run_fastfit(data, "some-model", 1, work_dir=work, clock=run.RunClock(work, "abc"))
+    asked = json.loads((work / "checkpoints" / "asked.json").read_text())
+    assert asked == {"folder": str(work / "checkpoints"), "every_seconds": run.FASTFIT_CHECKPOINT_SECONDS}
+    saved = json.loads((work / "elapsed.json").read_text())  # written when the script said it had saved a checkpoint
+    assert saved["commits"] == ["abc"] and saved["seconds"] > 0
+    later = run.RunClock(work, "def")
+    outcome = run.run_fastfit(data, "some-model", 1, work_dir=work, clock=later)
+    assert later.sittings == 2 and outcome["resumed_from_step"] == 3
+    assert outcome["phase_seconds"]["fastfit"] == round(saved["seconds"] + 1.5, 2)
+
+
+@pytest.mark.skipif(not run.fastfit_python().is_file(), reason="FastFit's own environment (.peers/fastfit, docs/benchmarks.md) is not set up")
+def test_the_real_fastfit_package_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    from phasefit.config import default_model_path
+
+    data = toy_draw(tmp_path, {"sport": 8, "weather": 8}, {"sport": 4, "weather": 4})
+    monkeypatch.setattr(run, "FASTFIT_CHECKPOINT_SECONDS", 0)  # a checkpoint after every step
+    arguments = {**run.FASTFIT_DEFAULTS, "num_train_epochs": 2, "num_repeats": 1, "per_device_train_batch_size": 4}
+    work = tmp_path / "work"
+    first = run.run_fastfit(data, default_model_path(), seed=1, arguments=arguments, work_dir=work, clock=run.RunClock(work, "a"))
+    (kept,) = (work / "checkpoints").glob("checkpoint-*")  # one kept: the last
+    assert "resumed_from_step" not in first and kept.name == "checkpoint-4" and (work / "elapsed.json").is_file()
+    # Started again on the same folder, the run continues from step 4 (the end): the same weights, the same answers.
+    again = run.run_fastfit(data, default_model_path(), seed=1, arguments=arguments, work_dir=work, clock=run.RunClock(work, "b"))
+    assert again["resumed_from_step"] == 4 and again["test"] == first["test"]
+
+
+@pytest.mark.skipif(not run.fastfit_python().is_file(), reason="FastFit's own environment (.peers/fastfit, docs/benchmarks.md) is not set up")
+def test_the_real_fastfit_package_trains_on_a_draw_and_answers_labels(tmp_path):
+    from phasefit.config import default_model_path
+
+    data = toy_draw(tmp_path, {"sport": 12, "weather": 12, "food": 12}, {"sport": 4, "weather": 4, "food": 4})
     outcome = run.run_fastfit(data, default_model_path(), seed=1, arguments={**run.FASTFIT_DEFAULTS, "num_train_epochs": 2})
     assert outcome["test"]["n_examples"] == 12 and 0 <= outcome["test"]["accuracy"] <= 1 and outcome["config"]["versions"]["fast-fit"]
 

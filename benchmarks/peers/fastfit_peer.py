@@ -7,15 +7,24 @@ docs/benchmarks.md) and reads its answer back. This file imports nothing of phas
     python fastfit_peer.py request.json answer.json
 
 The request: ``{"model", "seed", "threads", "arguments": {...}, "train": {"texts", "labels"}, "validation": {...},
-"predict": {"validation": [texts], "test": [texts]}}``. The answer: ``{"predictions": {split: [labels]}, "seconds",
-"versions"}``; the runner scores the predictions itself.
+"predict": {"validation": [texts], "test": [texts]}}``, and optionally ``"checkpoints": {"folder", "every_seconds"}``: then
+training saves a checkpoint into the folder at most that many seconds apart (the Trainer's own checkpoint, one kept),
+prints CHECKPOINT_LINE after each, and a run started again on the same folder continues from its last checkpoint.
+The answer: ``{"predictions": {split: [labels]}, "seconds", "versions", "resumed_from_step"}`` (seconds: this
+process's training); the runner scores the predictions itself.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+CHECKPOINT_LINE = "fastfit-peer: checkpoint saved"  # the runner's FASTFIT_CHECKPOINT_LINE
 
 
 def main(request_path: str, answer_path: str) -> None:
@@ -37,6 +46,7 @@ def main(request_path: str, answer_path: str) -> None:
     splits = {split: datasets.Dataset.from_dict({"text": request[split]["texts"], "label": request[split]["labels"]}) for split in ("train", "validation")}
     # fast-fit insists on a "test" split once it is given a dataset; it gets validation's rows there, never the test labels.
     dataset = datasets.DatasetDict({**splits, "test": splits["validation"]})
+    checkpoints = request.get("checkpoints")
     trainer = FastFitTrainer(
         model_name_or_path=request["model"],
         label_column_name="label",
@@ -45,7 +55,12 @@ def main(request_path: str, answer_path: str) -> None:
         seed=request["seed"],
         report_to="none",
         **request["arguments"],
+        **(checkpoint_arguments(checkpoints["folder"]) if checkpoints else {}),
     )
+    resumed_from_step = 0
+    if checkpoints:
+        trainer.trainer.add_callback(TimedCheckpoints(checkpoints["every_seconds"]))
+        resumed_from_step = int(Path(trainer.checkpoint).name.split("-")[-1]) if trainer.checkpoint else 0
     model = trainer.train()
     seconds = time.perf_counter() - started
     model.eval()
@@ -69,7 +84,38 @@ def main(request_path: str, answer_path: str) -> None:
         predictions[split] = labels
     versions = {"fast-fit": getattr(fastfit, "__version__", "1.2.1"), "transformers": transformers.__version__, "torch": torch.__version__}
     with open(answer_path, "w", encoding="utf-8") as handle:
-        json.dump({"predictions": predictions, "seconds": round(seconds, 2), "versions": versions}, handle)
+        json.dump({"predictions": predictions, "seconds": round(seconds, 2), "versions": versions, "resumed_from_step": resumed_from_step}, handle)
+
+
+def checkpoint_arguments(folder: str) -> dict:
+    """Trainer arguments that keep one checkpoint in ``folder`` and let fast-fit resume from it.
+
+    fast-fit resumes from the newest checkpoint of its output folder, and refuses a folder that holds files but no
+    checkpoint: such a folder is what a run stopped before its first checkpoint leaves, so it is emptied here.
+    Checkpoints are saved only when TimedCheckpoints asks (save_strategy "no" turns off the step schedule)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if Path(folder).is_dir() and get_last_checkpoint(folder) is None:
+        shutil.rmtree(folder)
+    return {"output_dir": folder, "overwrite_output_dir": False, "save_strategy": "no", "save_total_limit": 1}
+
+
+class TimedCheckpoints(TrainerCallback):
+    """Asks the Trainer for a checkpoint once ``every_seconds`` have passed since the last one, and tells the runner."""
+
+    def __init__(self, every_seconds: float):
+        self.every_seconds = every_seconds
+        self.last = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.last >= self.every_seconds:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = time.perf_counter()
+        print(CHECKPOINT_LINE, state.global_step, flush=True)
+        return control
 
 
 class _Accuracy:
