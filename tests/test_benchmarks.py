@@ -701,6 +701,9 @@ def test_the_runner_scores_a_multi_label_dataset_by_f1_for_phasefit_and_setfit_o
     lines = report.multi_label_lines(records)
     assert lines[2].startswith("| dataset | regime | ft | tuned-ft | setfit |") and lines[4].startswith("| tags | 4 | ")
     assert any(line.startswith("- tags, 4: ft (chosen on validation) ") and "paired over 2 seeds" in line for line in lines)
+    only_setfit = [r for r in records if r["method"] == "setfit"]
+    assert "- tags, 4: no verdict yet (no phasefit recipe has run)." in report.multi_label_lines(only_setfit)
+    assert "- tags, 4: no verdict yet (setfit has not run)." in report.multi_label_lines([r for r in records if r["method"] == "ft"])
 
 
 def test_the_best_multi_label_recipe_is_chosen_on_validation_not_test():

@@ -65,7 +65,7 @@ def multi_label_lines(records: list[dict[str, Any]]) -> list[str]:
     for dataset, regime in keys:
         chosen = best_recipe(validation, dataset, regime)
         if chosen is None or (dataset, regime, PEER) not in macro:
-            lines.append(f"- {dataset}, {regime}: no verdict yet ({'no phasefit recipe' if chosen is None else PEER} not run).")
+            lines.append(f"- {dataset}, {regime}: no verdict yet ({'no phasefit recipe has run' if chosen is None else PEER + ' has not run'}).")
             continue
         outcome, difference, p_value, seeds = paired_verdict(macro[(dataset, regime, chosen)], macro[(dataset, regime, PEER)])
         if outcome is None:
