@@ -424,6 +424,15 @@ def test_the_bar_counts_wins_over_the_better_peer_and_sign_tests_each_peer():
     assert "**not met**" in report.bar_lines(seeded, keys)[3]
     del seeded[("e", "64", "3phase+")][3]
     assert "short of their seeds" in report.bar_lines(seeded, keys)[3] and "e/64" in report.bar_lines(seeded, keys)[3]
+    assert "It can no longer be met: a/8 lost with all seeds in." in report.bar_lines(seeded, keys)[3]
+    seeded[("a", "8", "3phase+")] = {s: 75.0 + s * 0.1 for s in range(1, 6)}
+    assert "no longer" not in report.bar_lines(seeded, keys)[3]
+    # Ties in six complete cells leave four wins at most, though two cells are still open.
+    for dataset, regime in [("b", "8"), ("c", "8"), ("d", "8"), ("b", "64"), ("c", "64"), ("d", "64")]:
+        seeded[(dataset, regime, "3phase+")] = dict(seeded[(dataset, regime, "setfit")])
+    del seeded[("e", "8", "3phase+")]
+    bar = report.bar_lines(seeded, keys)[3]
+    assert "**not met**. It can no longer be met with these cells: at most 4 win(s), 2 in cells that have all their seeds and 2 open cell(s)." in bar
 
 
 def test_the_papers_claim_needs_five_wins_over_ft_and_names_the_cells_not_run():

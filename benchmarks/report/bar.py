@@ -65,6 +65,17 @@ def bar_lines(
         p_value = binomtest(ahead, ahead + behind).pvalue if ahead + behind else 1.0
         tests.append((peer, ahead, behind, p_value))
     met = len(outcomes["beats"]) >= 5 and not outcomes["loses"] and (not sign_test_required or all(a > b and p < 0.05 for _, a, b, p in tests))
+    # A cell with all its seeds keeps its verdict; one short of seeds, or not run yet, may still turn into a win.
+    still_open = set(short) | {f"{d}/{r}" for d, r in unrun}
+    settled_wins = [cell for cell in outcomes["beats"] if cell not in still_open]
+    settled_losses = [cell for cell in outcomes["loses"] if cell not in still_open]
+    reachable = len(settled_wins) + len(still_open)
+    out_of_reach = (
+        f" It can no longer be met with these cells: at most {reachable} win(s), {len(settled_wins)} in cells that have all their seeds"
+        f" and {len(still_open)} open cell(s)."
+        if reachable < 5 and not met
+        else (f" It can no longer be met: {', '.join(settled_losses)} lost with all seeds in." if settled_losses else "")
+    )
     rule = "at least 5 wins, no loss" + (", ahead of each peer with p < 0.05" if sign_test_required else "")
     seed_rule = ", ".join(f"{n} at {'8 per class' if r == '8' else r}" for r, n in seeds.items())
     summary = [
@@ -76,6 +87,7 @@ def bar_lines(
         + ".",
         *(f"- Run by run against {peer}: ahead in {a}, behind in {b} (two-sided sign test p = {p:.3f})." for peer, a, b, p in tests),
         f"- The bar ({rule}): **{'met' if met else 'not met'}**."
+        + out_of_reach
         + (f" Cells short of their seeds ({seed_rule}) on some side: {', '.join(short)}." if short else "")
         + (f" Cells with no {challenger} run yet: {', '.join(f'{d}/{r}' for d, r in unrun)}." if unrun else ""),
     ]
