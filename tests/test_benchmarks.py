@@ -809,6 +809,10 @@ def test_the_real_fastfit_package_resumes_from_its_last_checkpoint(tmp_path, mon
     # Started again on the same folder, the run continues from step 4 (the end): the same weights, the same answers.
     again = run.run_fastfit(data, default_model_path(), seed=1, arguments=arguments, work_dir=work, clock=run.RunClock(work, "b"))
     assert again["resumed_from_step"] == 4 and again["test"] == first["test"]
+    # A checkpoint inside the schedule (here: one more epoch asked of the same folder) makes the Trainer read the
+    # checkpoint's random state back before it trains on; torch's weights_only default once stopped it there.
+    longer = run.run_fastfit(data, default_model_path(), seed=1, arguments={**arguments, "num_train_epochs": 3}, work_dir=work, clock=run.RunClock(work, "c"))
+    assert longer["resumed_from_step"] == 4 and {path.name for path in (work / "checkpoints").glob("checkpoint-*")} == {"checkpoint-6"}
 
 
 @pytest.mark.skipif(not run.fastfit_python().is_file(), reason="FastFit's own environment (.peers/fastfit, docs/benchmarks.md) is not set up")

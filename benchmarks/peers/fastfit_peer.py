@@ -61,7 +61,8 @@ def main(request_path: str, answer_path: str) -> None:
     if checkpoints:
         trainer.trainer.add_callback(TimedCheckpoints(checkpoints["every_seconds"]))
         resumed_from_step = int(Path(trainer.checkpoint).name.split("-")[-1]) if trainer.checkpoint else 0
-    model = trainer.train()
+    with torch.serialization.safe_globals(_numpy_random_state_types()):
+        model = trainer.train()
     seconds = time.perf_counter() - started
     model.eval()
     tokenizer = trainer.tokenizer
@@ -98,6 +99,14 @@ def checkpoint_arguments(folder: str) -> dict:
     if Path(folder).is_dir() and get_last_checkpoint(folder) is None:
         shutil.rmtree(folder)
     return {"output_dir": folder, "overwrite_output_dir": False, "save_strategy": "no", "save_total_limit": 1}
+
+
+def _numpy_random_state_types() -> list:
+    """What numpy's random state in a checkpoint's rng_state.pth is pickled with. transformers 4.44 reads that file
+    with torch.load's default, which torch 2.6 turned to weights_only, and without these a resumed run stops there."""
+    import numpy
+
+    return [numpy.core.multiarray._reconstruct, numpy.ndarray, numpy.dtype, type(numpy.dtype(numpy.uint32))]
 
 
 class TimedCheckpoints(TrainerCallback):
