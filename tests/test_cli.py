@@ -58,6 +58,12 @@ def test_train_predict_evaluate_round_trip(toy_folder, tiny_model, tmp_path):
     scores = json.loads(report.read_text())
     assert scores["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert report.with_suffix(".png").is_file()
+    # A single file is scored whole, under its own name; --split names a split only a folder has.
+    whole = runner.invoke(app, ["evaluate", str(output), str(toy_folder / "test.jsonl")])
+    assert whole.exit_code == 0, whole.output
+    assert json.loads((output / "eval-test.json").read_text())["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    wrong = runner.invoke(app, ["evaluate", str(output), str(toy_folder), "--split", "dev"])
+    assert wrong.exit_code != 0 and "--split dev" in wrong.output and "train, test" in wrong.output
 
 
 def test_yaml_config_is_read_and_command_line_wins(toy_folder, tiny_model, tmp_path):

@@ -75,6 +75,14 @@ def test_multi_label_metrics_match_a_hand_count():
     assert scores["macro_f1"] == pytest.approx((1.0 + 2 / 3 + 0.0) / 3)
 
 
+def test_samples_f1_counts_a_row_with_no_label_answered_with_none_as_right():
+    truth = np.array([[0, 0], [1, 0], [0, 0], [0, 1]])
+    assert multilabel_metrics(truth, truth, ["a", "b"])["samples_f1"] == 1.0
+    # rows: empty/empty 1, right 1, a label where none applies 0, a label missed 0
+    predicted = np.array([[0, 0], [1, 0], [1, 0], [0, 0]])
+    assert multilabel_metrics(truth, predicted, ["a", "b"])["samples_f1"] == pytest.approx(0.5)
+
+
 def test_label_set_pairs_are_unique_scored_by_jaccard_and_half_related():
     indicator = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [1, 0, 1]] * 30, dtype=np.float32)
     pairs = build_label_set_pairs(indicator, 4.0, np.random.default_rng(0))
@@ -302,7 +310,7 @@ def test_the_cli_trains_on_zero_one_columns_and_predicts_label_lists(tmp_path, t
     assert predicted.exit_code == 0, predicted.output
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert all(isinstance(row["labels"], list) and set(row["probabilities"]) == set(names) for row in rows)
-    scored = runner.invoke(app, ["evaluate", str(output), str(tmp_path / "tags.csv"), "--split", "train", "--json", str(tmp_path / "eval.json")])
+    scored = runner.invoke(app, ["evaluate", str(output), str(tmp_path / "tags.csv"), "--json", str(tmp_path / "eval.json")])
     assert scored.exit_code == 0, scored.output
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert metrics["n_examples"] == len(texts) and set(metrics["per_label"]) == set(names)

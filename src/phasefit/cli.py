@@ -371,9 +371,11 @@ def predict_command(
 def evaluate_command(
     model_dir: Path = typer.Argument(..., help="A model folder written by `phasefit train`."),
     data: str = typer.Argument(..., help="A labelled file, or a folder with split files."),
-    split: str = typer.Option("test", "--split", help="Which split of a folder to score."),
+    split: Optional[str] = typer.Option(None, "--split", help="Which split of a folder or hub dataset to score (default test); a single file is scored whole."),
     json_path: Optional[Path] = typer.Option(
-        None, "--json", help="Where to write the metrics (default MODEL_DIR/eval-SPLIT.json); the confusion matrix PNG goes beside it."
+        None,
+        "--json",
+        help="Where to write the metrics (default MODEL_DIR/eval-SPLIT.json, SPLIT being a single file's name); the confusion matrix PNG goes beside it.",
     ),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column (default: the model's finest)."),
@@ -389,16 +391,15 @@ def evaluate_command(
     model = PhaseFitModel.from_pretrained(model_dir)
     label = label_column or model.info.get("label_columns", ["label"])[-1]
     if model.multi_label:
-        metrics, where = _evaluate_label_sets(model, data, split, text_column, label, unseen_labels)
+        metrics, where, split = _evaluate_label_sets(model, data, split, text_column, label, unseen_labels)
         json_path = json_path or model_dir / f"eval-{split}.json"
         _write_atomically(json_path, json.dumps(metrics, indent=2) + "\n")
         console.print(_score_table(f"{model_dir} on {where} [{split}]", {split: metrics}))
         console.print(f"Wrote {json_path}.", highlight=False)
         return
     splits, where = read_splits(data, text_column or model.info.get("text_column", "text"), [label])
-    if split not in splits:
-        raise ConfigError(f"--split {split}: {where} has the splits {', '.join(splits)}.")
-    chosen = splits[split]
+    key, split = _chosen_split(split, list(splits), data, where)
+    chosen = splits[key]
     unknown = sorted(set(chosen.classes) - set(model.labels))
     if unknown:
         if unseen_labels != "drop":
@@ -414,8 +415,23 @@ def evaluate_command(
     console.print(f"Wrote {json_path} and {picture}.", highlight=False)
 
 
-def _evaluate_label_sets(model: Any, data: str, split: str, text_column: str | None, label: str, unseen_labels: str) -> tuple[dict[str, Any], str]:
-    """A multi-label model's scores on one split: its label lists, or its 0/1 columns (the ones the model trained on)."""
+def _chosen_split(split: str | None, available: list[str], data: str, where: str) -> tuple[str, str]:
+    """The split to score (its key in ``available``) and the name it is reported and saved under. A source with one
+    table (a single file) is scored whole unless --split names another split."""
+    if split is not None:
+        if split not in available:
+            raise ConfigError(f"--split {split}: {where} has the splits {', '.join(available)}.")
+        return split, split
+    if "test" in available:
+        return "test", "test"
+    if len(available) == 1:
+        return available[0], Path(data).stem if Path(data).is_file() else available[0]
+    raise ConfigError(f"{where} has no test split; choose one of {', '.join(available)} with --split.")
+
+
+def _evaluate_label_sets(model: Any, data: str, split: str | None, text_column: str | None, label: str, unseen_labels: str) -> tuple[dict[str, Any], str, str]:
+    """A multi-label model's scores on one split (its label lists, or the 0/1 columns the model trained on), where they
+    come from, and the split's name."""
     from .multilabel import LabelSetSplit, label_set_split, split_frames
     from .pipeline import evaluate_split
 
@@ -423,9 +439,8 @@ def _evaluate_label_sets(model: Any, data: str, split: str, text_column: str | N
     if tables is None:
         raise ConfigError(f"{data}: a multi-label model is scored on a file or a folder of split files.")
     frames, where = tables
-    if split not in frames:
-        raise ConfigError(f"--split {split}: {where} has the splits {', '.join(frames)}.")
-    frame, source, offset = frames[split]
+    key, split = _chosen_split(split, list(frames), data, where)
+    frame, source, offset = frames[key]
     indicator_columns = model.info.get("indicator_columns") or ()
     chosen = label_set_split(frame, source, text_column or model.info.get("text_column", "text"), label, indicator_columns, offset)
     unknown = [row for row, labels in enumerate(chosen.label_sets) if set(labels) - set(model.labels)]
@@ -435,7 +450,7 @@ def _evaluate_label_sets(model: Any, data: str, split: str, text_column: str | N
             f"{source}: row {unknown[0] + offset} carries label {first!r}, which the model never saw. Pass --unseen-labels drop to score without it."
         )
     chosen = LabelSetSplit(chosen.texts, [tuple(label for label in labels if label in model.labels) for labels in chosen.label_sets])
-    return evaluate_split(model, chosen), where
+    return evaluate_split(model, chosen), where, split
 
 
 @app.command("demo")

@@ -167,7 +167,8 @@ def multilabel_metrics(truth: np.ndarray, predicted: np.ndarray, labels: Sequenc
     return {
         "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
         "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
-        "samples_f1": float(f1_score(truth, predicted, average="samples", zero_division=0)),
+        # A row with no label, answered with no label, is right: it scores 1 (with 0 a perfect model scores below 1).
+        "samples_f1": float(f1_score(truth, predicted, average="samples", zero_division=1.0)),
         "subset_accuracy": float(accuracy_score(truth, predicted)),
         "hamming_loss": float(hamming_loss(truth, predicted)),
         "per_label": {
