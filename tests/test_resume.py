@@ -123,3 +123,22 @@ def test_sigkill_in_the_refit_on_all_labels_then_resume(toy_folder, tiny_model, 
     # The budget pass is trained again (its FT keeps no finished state), which is cheap where auto refits: few labels.
     budget = report["phase_stats"]["budget_pass"]["ft"]
     assert report["phase_stats"]["ft"]["steps"] == max(1, budget["best_step"]) and not work.exists()
+
+
+def test_sigkill_in_multi_label_fine_tuning_then_resume(tiny_model, tmp_path):
+    from test_multilabel import multi_label_folder
+
+    folder, names = multi_label_folder(tmp_path)
+    output = tmp_path / "run"
+    work = tmp_path / ".run.phasefit-work"
+    args = [*command(folder, tiny_model, output), "--recipe", "cl+ft"]
+    run_until(args, lambda: bool(checkpoints_of(work, "ft")))
+    resumed = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = json.loads((output / "metrics.json").read_text())
+    assert report["cached_phases"] == ["cl"] and report["phase_stats"]["ft"]["resumed_from_step"] > 0
+    assert {"micro_f1", "macro_f1", "per_label"} <= set(report["test"]) and not work.exists()
+    model = PhaseFitModel.from_pretrained(output)
+    assert model.multi_label and sorted(model.labels) == names
+    answers = model.predict(["the team won the match", "rain and snow today"])
+    assert all(isinstance(labels, list) and set(labels) <= set(names) for labels in answers)
