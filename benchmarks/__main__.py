@@ -1,7 +1,7 @@
 """The benchmark's one entry point: ``python -m benchmarks COMMAND [options]``.
 
     python -m benchmarks run --datasets sst2 snips --regimes 8 64 --methods ft+st tuned-ft setfit --seeds 1 2 3
-    python -m benchmarks report       # RESULTS.md, SPEED.md, the selection summary and the README's which-recipe block
+    python -m benchmarks report       # RESULTS.md, SPEED.md, the selection summary and the README's generated blocks
     python -m benchmarks speed side-by-side --dataset sst2 --regime 8
     python -m benchmarks selection --datasets sst2 --regimes 8
 

@@ -503,8 +503,36 @@ def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its
     readme = tmp_path / "README.md"
     start, end = report.WHICH_RECIPE_MARKERS
     readme.write_text(f"intro\n{start}\nold\n{end}\nrest\n")
-    report.write_which_recipe(readme, lines)
+    report.write_readme_block(readme, lines)
     assert readme.read_text() == "intro\n" + start + "\n" + "\n".join(lines) + "\n" + end + "\nrest\n"
+
+
+def test_the_claim_in_its_own_regimes_is_paired_per_cell_holds_on_half_the_cells_and_judges_the_ablations_at_full(tmp_path):
+    seeded = {}
+    for dataset, regime in report.REGIME_CLAIM_CELLS:
+        seeded[(dataset, regime, "ft")] = {1: 70.0, 2: 71.0, 3: 72.0}
+    seeded[("sst2", "8", "3phase")] = {1: 72.0, 2: 73.1, 3: 73.9}  # +2 points on every draw: a paired win
+    seeded[("snips", "8", "3phase")] = {1: 69.0, 2: 73.0, 3: 72.0}  # mixed: a tie
+    lines = report.regime_claim_lines(seeded)
+    assert lines[0] == "- Over 2 of the 9 cells judged: 3phase beats ft in 1 (sst2/8), ties in 1, loses in 0."
+    assert lines[1].startswith("- The paper's claim (3phase wins at least half of the judged cells and loses none): **holds so far**.")
+    assert "atis/8, sst2/64" in lines[1] and "sst2/8," not in lines[1]
+    assert "- atis, full: no 3phase run yet." in lines and "- None run yet on atis/full, snips/full, sst5/full." in lines
+    seeded[("atis", "full", "3phase")] = {1: 60.0, 2: 61.0, 3: 62.1}  # a paired loss at full data
+    seeded[("atis", "full", "no-imb")] = {1: 61.0, 2: 62.0, 3: 63.0}
+    lines = report.regime_claim_lines(seeded)
+    assert "loses in 1 (atis/full)" in lines[0] and "**does not hold so far**" in lines[1]
+    assert lines[-1].startswith("- atis, full: no-imb beats 3phase: mean paired difference +0.97 points over 3 seeds")
+    expected = report.regime_expectation_lines(seeded)
+    assert expected[0].startswith("- About 8 labelled texts per class: the paper's recipe (3phase) against plain fine-tuning")
+    assert "wins (paired t-test p < 0.05) on sst2; ties on snips (mean difference +1.17 points over 6 runs); not judged yet on atis." in expected[0]
+    assert expected[1] == "- About 64 per class (sst2, snips, atis): not measured yet."
+    assert "loses (p < 0.05) on atis" in expected[2]
+    readme = tmp_path / "README.md"
+    start, end = report.PAPER_RECIPE_MARKERS
+    readme.write_text(f"a\n{start}\n{end}\nb\n")
+    report.write_readme_block(readme, expected, report.PAPER_RECIPE_MARKERS)
+    assert readme.read_text() == "a\n" + start + "\n" + "\n".join(expected) + "\n" + end + "\nb\n"
 
 
 def test_a_cheaper_budget_is_taken_when_it_costs_at_most_half_a_point():
