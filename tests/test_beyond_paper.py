@@ -5,6 +5,7 @@ WiSE-FT's weight interpolation and the logistic-regression head refit."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -15,7 +16,7 @@ from phasefit import PhaseFitModel, train
 from phasefit.cli import app
 from phasefit.config import FTConfig
 from phasefit.errors import ConfigError, DataError, ModelFilesError
-from phasefit.label_names import label_texts, read_label_descriptions
+from phasefit.label_names import label_texts, read_label_descriptions, say_nothing
 from phasefit.losses import SupervisedContrastiveLoss
 from phasefit.model import EncoderClassifier, LinearHead, PrototypeHead, head_from_config
 from phasefit.phases.common import PhaseRun
@@ -294,6 +295,23 @@ def test_a_prototype_run_reads_descriptions_and_round_trips(toy_folder, fast_opt
 
     exported = export_onnx(saved, tmp_path / "onnx")
     assert np.abs(onnx_predict_proba(exported, probe) - model.predict_proba(probe)).max() < 1e-4
+
+
+def test_class_names_without_words_under_a_name_initialised_head_are_a_note_that_points_to_descriptions(toy_folder, fast_options, tmp_path):
+    assert say_nothing(["0", "1", "2"]) and say_nothing(["#1", "2.5"]) and not say_nothing(["0", "sport"]) and not say_nothing(["été"])
+    numbered = tmp_path / "numbered"
+    numbered.mkdir()
+    for split in ("train", "test"):
+        frame = pd.read_json(toy_folder / f"{split}.jsonl", lines=True)
+        frame["label"] = frame["label"].map({"food": 0, "sport": 1, "weather": 2})
+        frame.to_json(numbered / f"{split}.jsonl", orient="records", lines=True)
+    prototype = {**fast_options, "ft": {**fast_options["ft"], "head": "prototype", "epochs": 1}}
+    notes = train(numbered, prototype, recipe="ft").data_notes
+    assert any(
+        "the class names hold no words ('0', '1', '2'), yet FT starts its prototypes from them" in note and "--label-descriptions" in note for note in notes
+    )
+    means = {**prototype, "ft": {**prototype["ft"], "prototype_init": "means"}}
+    assert not any("hold no words" in note for note in train(numbered, means, recipe="ft").data_notes)
 
 
 def test_cli_names_a_missing_descriptions_file_before_training(toy_folder, tiny_model, tmp_path):

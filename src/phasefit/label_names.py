@@ -28,6 +28,11 @@ def label_text(label: str, prefix: str = "") -> str:
     return " and ".join(word for word in words if word) or label
 
 
+def say_nothing(texts: Sequence[str]) -> bool:
+    """Whether no class text holds a letter (labels such as ``0``, ``1``, ``2``): nothing an encoder can read a class from."""
+    return not any(re.search(r"[^\W\d_]", text) for text in texts)
+
+
 def common_prefix(labels: Sequence[str]) -> str:
     """The identifier prefix every label shares, up to and including its last separator (``'atis_'``), else ``''``."""
     parts = [part for label in labels for part in label.split("#")]

@@ -23,7 +23,7 @@ from .cache import PhaseCache, fingerprint, phase_code_hash, run_ingredients
 from .config import PHASE_TITLES, RunConfig
 from .data import LabelledData, Split, load_data, with_validation_merged
 from .errors import ConfigError, ModelFilesError
-from .label_names import label_texts, read_label_descriptions
+from .label_names import label_texts, read_label_descriptions, say_nothing
 from .metrics import classification_metrics
 from .model import PhaseFitModel
 from .phases.cl import train_cl
@@ -312,6 +312,13 @@ def _train_pass(
         logger.warning(notes[-1])
     encoder.max_seq_length = max_length
     runner = _RecipeRunner(data, config, recipe, max_length, work, round_steps)
+    ft = config.phases["ft"]
+    if (ft.names_in_batch or (ft.head == "prototype" and "names" in ft.prototype_init.split("+"))) and say_nothing(runner.class_texts):
+        notes.append(
+            f"the class names hold no words ({', '.join(map(repr, runner.class_texts[:3]))}{', ...' if len(runner.class_texts) > 3 else ''}), yet FT starts its prototypes from them: "
+            "give the classes words with --label-descriptions FILE (label: description)"
+        )
+        logger.warning(notes[-1])
     progress = progress if distributed.is_main_process() else None
     snapshot_rows = _snapshot_rows(data.validation, config.snapshot_examples, config.seed) if distributed.is_main_process() else []
     snapshot_texts = [data.validation.texts[i] for i in snapshot_rows]
