@@ -69,7 +69,9 @@ def test_samples_per_class_keeps_other_texts_for_phase_one(frame):
     assert pd.Series(data.train.classes).value_counts().to_dict() == {"sport": 5, "weather": 5, "food": 5}
     assert len(data.unlabelled_texts) == 48 - 15
     assert not set(data.unlabelled_texts) & set(data.validation.texts)
-    assert len(data.dae_corpus(None, 0)) == len(set(data.train.texts) | set(data.unlabelled_texts))
+    # The corpus is the whole training file, whichever rows the seed's validation and draw took.
+    assert data.dae_corpus(None, 0) == sorted(set(frame["text"])) == load_data(frame, seed=1, samples_per_class=5).dae_corpus(None, 0)
+    assert data.dae_corpus(None, 0) == load_data(frame, seed=2).dae_corpus(None, 0)
     assert sample_per_class(["a"] * 3 + ["b"] * 9, 4, np.random.default_rng(0)).size == 7
 
 

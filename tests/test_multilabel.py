@@ -267,6 +267,8 @@ def test_a_folder_of_label_lists_loads_as_multi_label_with_a_draw_per_label(tmp_
     assert all(count >= 3 for count in label_counts(data.train.label_sets).values()) and data.unlabelled_texts
     assert data.ft_targets(data.train).shape == (len(data.train), 3) and data.ft_targets(data.test).sum() > 0
     assert any("rows per label" in note for note in data.notes) and any("multi-label: label lists in column 'labels'" in note for note in data.notes)
+    training_file = sorted(set(pd.read_json(folder / "train.jsonl", lines=True)["text"]))
+    assert data.dae_corpus(None, 0) == training_file == load_data(folder, seed=5, samples_per_class=2).dae_corpus(None, 0)
     frame = pd.read_json(folder / "test.jsonl", lines=True)
     frame.loc[2, "labels"] = ["food", "cooking"]
     frame.to_json(folder / "test.jsonl", orient="records", lines=True)

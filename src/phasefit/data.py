@@ -54,6 +54,9 @@ class LabelledData:
     # The validation rows were held out of the labelled rows the run trains on (not so under a low-resource draw,
     # whose validation comes from the rows left out of the draw: merging them back would change the regime).
     validation_carved: bool = False
+    # Texts of the training file that a validation split carved from it took (all of them, before any cap). The DAE
+    # reads them too, labels hidden, so that its corpus is the whole training file and the same for every seed.
+    carved_texts: list[str] = field(default_factory=list)
 
     @property
     def multi_label(self) -> bool:
@@ -86,8 +89,9 @@ class LabelledData:
         return codes
 
     def dae_corpus(self, max_texts: int | None, seed: int) -> list[str]:
-        """Training texts plus the unlabelled ones, de-duplicated, sorted, then a seeded sample of ``max_texts``."""
-        texts = sorted(set(self.train.texts) | set(self.unlabelled_texts))
+        """Every text of the training file (the labelled rows, those left unlabelled and those a carved validation
+        split took) plus the unlabelled ones, de-duplicated, sorted, then a seeded sample of ``max_texts``."""
+        texts = sorted(set(self.train.texts) | set(self.unlabelled_texts) | set(self.carved_texts))
         if max_texts is not None and len(texts) > max_texts:
             chosen = np.random.default_rng(seed).choice(len(texts), size=max_texts, replace=False)
             texts = [texts[i] for i in sorted(chosen)]
@@ -378,9 +382,11 @@ def load_data(
         raise DataError(f"{where}: the training data has a single class ({train.classes[0]!r}); a classifier needs at least two.")
 
     validation = splits.get("validation")
+    carved_texts: list[str] = []
     if validation is None:
         kept, held = stratified_split(train.classes, validation_fraction, rng)
         validation, train = train.subset(held), train.subset(kept)
+        carved_texts = list(validation.texts)
         notes.append(f"no validation split: held out a stratified {validation_fraction:.0%} of train ({len(validation)} rows, seed {seed})")
     unlabelled: list[str] = list(unlabelled_texts)
     if samples_per_class is not None:
@@ -404,7 +410,7 @@ def load_data(
     if test is not None:
         test = _drop_unseen(test, known, f"{where} [test]", unseen_test_labels, notes)
     carved = "validation" not in splits and samples_per_class is None
-    return LabelledData(train, validation, test, unlabelled, label_columns, where, notes, validation_carved=carved)
+    return LabelledData(train, validation, test, unlabelled, label_columns, where, notes, validation_carved=carved, carved_texts=carved_texts)
 
 
 def without_validation_split(data: LabelledData, fraction: float, seed: int) -> LabelledData:

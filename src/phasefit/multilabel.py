@@ -236,10 +236,12 @@ def load_label_set_data(
     rng = np.random.default_rng(seed)
     notes = [f"multi-label: {'0/1 columns ' + ', '.join(indicator_columns) if indicator_columns else f'label lists in column {labels_column!r}'}"]
     train, validation = splits["train"], splits.get("validation")
+    carved_texts: list[str] = []
     if validation is None:
         order = rng.permutation(len(train))
         held = max(1, int(round(validation_fraction * len(train))))
         validation, train = train.subset(np.sort(order[:held])), train.subset(np.sort(order[held:]))
+        carved_texts = list(validation.texts)
         notes.append(f"no validation split: held out a random {validation_fraction:.0%} of train ({len(validation)} rows, seed {seed})")
     unlabelled: list[str] = []
     if samples_per_label is not None:
@@ -274,7 +276,7 @@ def load_label_set_data(
         validation = validation.subset(np.sort(rng.permutation(len(validation))[:max_validation_examples]))
         notes.append(f"validation capped at {len(validation)} rows (random)")
     carved = "validation" not in splits and samples_per_label is None  # see LabelledData.validation_carved
-    return LabelledData(train, validation, test, unlabelled, (labels_column or "labels",), where, notes, validation_carved=carved)
+    return LabelledData(train, validation, test, unlabelled, (labels_column or "labels",), where, notes, validation_carved=carved, carved_texts=carved_texts)
 
 
 def _without_unseen(split: LabelSetSplit, known: set[str], where: str, policy: str, notes: list[str]) -> LabelSetSplit:
