@@ -486,18 +486,26 @@ def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its
     keys = report.in_table_order({(d, r) for d, r, _ in accuracy})
     lines = report.which_recipe_lines(accuracy, keys)
     row = "| about 8 per class | `setfit` | setfit 70.00, 3phase+ 67.50 | a, b |"
-    assert lines[2:] == [row, "", "No test run yet in a row's regime: ft+st at 8, 3phase at 8, ft at 8, tuned-ft at 8."]
+    stand_in = " `3phase+` (ft+st's predecessor; `--recipe 3phase+` now runs ft+st): its records stand in at 8 until ft+st has all its seeds."
+    assert lines[2:] == [row, "", "No test run yet in a row's regime: ft+st at 8, 3phase at 8, ft at 8, tuned-ft at 8." + stand_in]
     accuracy[("a", "8", "ft")] = [99.0] * 3  # too few seeds anywhere: left out of the row, which still stands
     assert report.which_recipe_lines(accuracy, keys)[2:] == [
         row,
         "",
-        "Not in a row yet (fewer seeds than the row needs on every dataset): ft at 8. No test run yet in a row's regime: ft+st at 8, 3phase at 8, tuned-ft at 8.",
+        "Not in a row yet (fewer seeds than the row needs on every dataset): ft at 8. No test run yet in a row's regime: ft+st at 8, 3phase at 8, tuned-ft at 8."
+        + stand_in,
     ]
     accuracy[("a", "8", "tuned-ft")] = [70.0] * 5
     accuracy[("b", "8", "tuned-ft")] = [70.0] * 5
     accuracy[("c", "8", "ft+st")] = [99.0] * 5  # all its seeds on one dataset only: it would narrow the row to none
     assert report.which_recipe_lines(accuracy, keys)[2] == "| about 8 per class | `tuned-ft` | tuned-ft 70.00, setfit 70.00, 3phase+ 67.50 | a, b |"
     assert "Not in a row yet (fewer seeds than the row needs on every dataset): ft+st at 8, ft at 8." in report.which_recipe_lines(accuracy, keys)[4]
+    # Once the successor has all its seeds wherever the predecessor has them, the predecessor leaves the row.
+    succeeded = {**accuracy, ("a", "8", "ft+st"): [60.0] * 5, ("b", "8", "ft+st"): [60.0] * 5}
+    lines = report.which_recipe_lines(succeeded, keys)
+    assert lines[2] == "| about 8 per class | `setfit` | setfit 79.67, ft+st 73.00 | a, b, c |"
+    assert lines[4].endswith("`3phase+` (ft+st's predecessor; `--recipe 3phase+` now runs ft+st): left the row at 8, where ft+st has them.")
+    assert "3phase+ at 8" not in lines[4]
     for method in ("ft", "tuned-ft", "ft+st"):
         accuracy = {key: value for key, value in accuracy.items() if key[2] != method}
     readme = tmp_path / "README.md"

@@ -117,6 +117,9 @@ def cost_ratio_lines(records, challenger: str = "3phase+", reference: str = "set
 
 
 WHICH_RECIPE_METHODS = ("ft+st", "3phase+", "3phase", "ft", "tuned-ft", "setfit")
+# A method whose name now runs its successor (phasefit.recipes.ALIASES): its records stand in for the successor in a
+# regime's row only until the successor has all its seeds on every dataset where the predecessor has them.
+SUCCESSORS = {"3phase+": "ft+st"}
 
 
 def gap_closed_lines(seeded, challenger: str = "ft+st", datasets: tuple[str, ...] = ("sst2", "ag_news"), regime: str = "8") -> list[str]:
@@ -152,13 +155,22 @@ def which_recipe_lines(accuracy, keys) -> list[str]:
     """The README's opening table: per regime, the method with the best mean test accuracy over the datasets on which
     every method in the row has all its seeds (5 at 8 per class, 3 at 64: the bar's), so that no method is averaged
     over easier data or a lucky first seed. A method with all its seeds on no dataset of the regime, or on so few that
-    keeping it would narrow a row of two or more methods, is left out of the row (and named under the table)."""
+    keeping it would narrow a row of two or more methods, is left out of the row (and named under the table). A
+    predecessor's records (SUCCESSORS) leave a regime's row once its successor has all its seeds wherever they are."""
     lines = ["| labelled texts | pick | mean test accuracy % over the same datasets | datasets |", "|---|---|---|---|"]
     left_out, not_run = [], []
+    succeeded: dict[str, list[str]] = {m: [] for m in SUCCESSORS}
+    standing_in: dict[str, list[str]] = {m: [] for m in SUCCESSORS}
     for regime in ("8", "64", "full"):
         needed = BAR_SEEDS.get(regime, 1)
         complete = {m: [d for d, r in keys if r == regime and len(accuracy.get((d, r, m), [])) >= needed] for m in WHICH_RECIPE_METHODS}
         ran = {m for m in WHICH_RECIPE_METHODS if any(accuracy.get((d, r, m)) for d, r in keys if r == regime)}
+        for predecessor, successor in SUCCESSORS.items():
+            if complete[predecessor] and set(complete[predecessor]) <= set(complete[successor]):
+                complete[predecessor] = []
+                ran.discard(predecessor)
+                succeeded[predecessor].append(regime)
+        gone = {m for m in SUCCESSORS if regime in succeeded[m]}
         methods = [m for m in WHICH_RECIPE_METHODS if complete[m]]
         while len(methods) > 2:
             narrowest = min(methods, key=lambda m: len(complete[m]))
@@ -170,15 +182,31 @@ def which_recipe_lines(accuracy, keys) -> list[str]:
         datasets = [d for d, r in keys if r == regime and all(d in complete[m] for m in methods)]
         if len(methods) < 2 or not datasets:
             continue
-        not_run += [f"{m} at {regime}" for m in WHICH_RECIPE_METHODS if m not in ran]
+        not_run += [f"{m} at {regime}" for m in WHICH_RECIPE_METHODS if m not in ran and m not in gone]
         means = {m: statistics.mean(statistics.mean(accuracy[(d, regime, m)]) for d in datasets) for m in methods}
         ranked = sorted(means, key=lambda m: -means[m])
+        for m in set(methods) & set(SUCCESSORS):
+            standing_in[m].append(regime)
         lines.append(f"| {REGIME_WORDS[regime]} | `{ranked[0]}` | " + ", ".join(f"{m} {means[m]:.2f}" for m in ranked) + f" | {', '.join(datasets)} |")
     if len(lines) == 2:
         return ["Not measured yet."]
     notes = [
         f"Not in a row yet (fewer seeds than the row needs on every dataset): {', '.join(left_out)}." if left_out else "",
         f"No test run yet in a row's regime: {', '.join(not_run)}." if not_run else "",
+        *(
+            f"`{m}` ({SUCCESSORS[m]}'s predecessor; `--recipe {m}` now runs {SUCCESSORS[m]}): "
+            + "; ".join(
+                part
+                for part in (
+                    f"its records stand in at {' and '.join(standing_in[m])} until {SUCCESSORS[m]} has all its seeds" if standing_in[m] else "",
+                    f"left the row at {' and '.join(succeeded[m])}, where {SUCCESSORS[m]} has them" if succeeded[m] else "",
+                )
+                if part
+            )
+            + "."
+            for m in SUCCESSORS
+            if standing_in[m] or succeeded[m]
+        ),
     ]
     if any(notes):
         lines += ["", " ".join(note for note in notes if note)]
