@@ -500,6 +500,11 @@ def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its
     accuracy[("c", "8", "ft+st")] = [99.0] * 5  # all its seeds on one dataset only: it would narrow the row to none
     assert report.which_recipe_lines(accuracy, keys)[2] == "| about 8 per class | `tuned-ft` | tuned-ft 70.00, setfit 70.00, 3phase+ 67.50 | a, b |"
     assert "Not in a row yet (fewer seeds than the row needs on every dataset): ft+st at 8, ft at 8." in report.which_recipe_lines(accuracy, keys)[4]
+    # The report reads records alone (it does not import phasefit), so it keeps its own copy of the recipe aliases.
+    from benchmarks.report.bar import SUCCESSORS
+    from phasefit.recipes import ALIASES
+
+    assert SUCCESSORS == {old: new for old, new in ALIASES.items() if old in report.WHICH_RECIPE_METHODS}
     # Once the successor has all its seeds wherever the predecessor has them, the predecessor leaves the row.
     succeeded = {**accuracy, ("a", "8", "ft+st"): [60.0] * 5, ("b", "8", "ft+st"): [60.0] * 5}
     lines = report.which_recipe_lines(succeeded, keys)
