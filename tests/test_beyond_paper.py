@@ -28,6 +28,7 @@ from phasefit.phases.ft import (
     starting_weights,
     train_ft,
 )
+from phasefit.pipeline import _names_as_read
 
 
 @pytest.mark.parametrize(
@@ -312,6 +313,11 @@ def test_class_names_without_words_under_a_name_initialised_head_are_a_note_that
     )
     means = {**prototype, "ft": {**prototype["ft"], "prototype_init": "means"}}
     assert not any("hold no words" in note for note in train(numbered, means, recipe="ft").data_notes)
+    # Labels that differ only in a number after a shared prefix say nothing either; the note shows what the encoder reads.
+    prefixed = [f"intent_{i}" for i in range(5)]
+    assert (
+        say_nothing(label_texts(prefixed)) and _names_as_read(prefixed, label_texts(prefixed)) == "'intent_0' as '0', 'intent_1' as '1', 'intent_2' as '2', ..."
+    )
 
 
 def test_cli_names_a_missing_descriptions_file_before_training(toy_folder, tiny_model, tmp_path):

@@ -10,7 +10,8 @@ import yaml
 from conftest import FAST, toy_rows
 from typer.testing import CliRunner
 
-from phasefit.cli import app
+from phasefit.cli import app, effective_batches
+from phasefit.recipes import ALIASES, RECIPES, resolve
 
 runner = CliRunner()
 
@@ -327,3 +328,26 @@ def test_report_to_mlflow_logs_each_phase_to_a_local_store(toy_folder, tiny_mode
     assert len(runs) == 2
     logged = set().union(*(run.data.metrics for run in runs))
     assert {"loss", "learning_rate", "eval_loss", "eval_accuracy"} <= logged, logged
+
+
+@pytest.mark.parametrize("name", [*RECIPES, *ALIASES])
+def test_the_effective_batch_line_names_every_phase_of_every_recipe(name):
+    config, recipe = resolve({"recipe": name})
+    line = effective_batches(recipe, config)
+    assert [part.split()[0] for part in line.split(", ")] == [step.phase if step.phase != "st" else "st's" for step in recipe.steps]
+
+
+def test_the_recommended_recipe_trains_from_the_command_line(toy_folder, tiny_model, tmp_path):
+    # ft+st is the which-recipe table's pick at 8 per class; its st phase has no batch of its own (its students use FT's),
+    # so the options that set every phase's batch leave it alone.
+    output = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["train", str(toy_folder), "--recipe", "ft+st", "--samples-per-class", "4", "--st-per-class", "4", "--st-confidence", "0", "--output", str(output)]
+        + fast_flags(tiny_model)
+        + ["--batch-size", "8", "--gradient-accumulation", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "ft 16x2x1 = 32, st's students as ft" in " ".join(result.output.split())  # --ft-batch-size 16 (fast_flags) wins over --batch-size
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["recipe"] == "ft+st" and {"ft", "st"} <= set(metrics["phase_stats"])

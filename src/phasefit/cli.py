@@ -22,6 +22,10 @@ from rich.table import Table
 from .config import PHASE_CONFIGS, read_config_file
 from .errors import ConfigError, PhaseFitError
 
+if typing.TYPE_CHECKING:
+    from .config import RunConfig
+    from .recipes import Recipe
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Three-phase fine-tuning of transformer text classifiers (DAE → contrastive → MLP head).")
 console = Console(stderr=True)
 
@@ -81,6 +85,20 @@ def _score_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
+def effective_batches(recipe_spec: Recipe, resolved: RunConfig) -> str:
+    """Each training phase's batch as per device x accumulation x processes; st's students train with FT's options."""
+    from .distributed import world_size
+
+    parts = []
+    for step in recipe_spec.steps:
+        if step.phase == "st":
+            parts.append("st's students as ft")
+            continue
+        c = resolved.phases[step.phase]
+        parts.append(f"{step.phase} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}")
+    return ", ".join(parts)
+
+
 def _check_output_dir(output: Path, overwrite: bool) -> None:
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: exists and is a file, not a folder.")
@@ -135,15 +153,17 @@ def _with_phase_options(command: Callable) -> Callable:
 def _collect_options(
     config_file: Optional[Path], direct: dict[str, Any], phase_values: dict[str, Any], every_phase: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """YAML file first, then command-line options (only those given); ``every_phase`` options apply to all phases."""
+    """YAML file first, then command-line options (only those given); ``every_phase`` options apply to every phase that
+    trains with a batch of its own (not st, whose students train with FT's options)."""
     options: dict[str, Any] = read_config_file(config_file) if config_file else {}
     for key, value in direct.items():
         if value is not None:
             options[key] = value
     for key, value in (every_phase or {}).items():
         if value is not None:
-            for phase in PHASE_CONFIGS:
-                options.setdefault(phase, {})[key] = value
+            for phase, config_class in PHASE_CONFIGS.items():
+                if "gradient_accumulation" in {f.name for f in dataclasses.fields(config_class)}:
+                    options.setdefault(phase, {})[key] = value
     for name, value in phase_values.items():
         if value is not None:
             phase, option = name.split("__", 1)
@@ -194,7 +214,9 @@ def train_command(
         "--max-length",
         help="Token limit (default: the 99.9th percentile of train + unlabelled token lengths, capped by the model; at most its position embeddings).",
     ),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-device batch size of every phase (the paper uses one for all)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Per-device batch size of every training phase (the paper uses one for all; st's students use FT's)."
+    ),
     gradient_accumulation: Optional[int] = typer.Option(
         None, "--gradient-accumulation", help="Accumulate gradients over N batches per optimiser step, in every phase (default 1)."
     ),
@@ -275,13 +297,9 @@ def train_command(
             )
         labelled = load_configured_data(data, resolved)
         console.print(f"Recipe [bold]{recipe_spec.name}[/]: {recipe_spec} — model {resolved.model}", highlight=False)
-        batches = {step.phase: resolved.phases[step.phase] for step in recipe_spec.steps}
         console.print(
             f"{world_size()} process(es), precision {resolved.precision}; effective batch = per device x accumulation x processes: "
-            + ", ".join(
-                f"{p} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}"
-                for p, c in batches.items()
-            ),
+            + effective_batches(recipe_spec, resolved),
             highlight=False,
         )
         console.print(

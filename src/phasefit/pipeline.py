@@ -315,7 +315,7 @@ def _train_pass(
     ft = config.phases["ft"]
     if (ft.names_in_batch or (ft.head == "prototype" and "names" in ft.prototype_init.split("+"))) and say_nothing(runner.class_texts):
         notes.append(
-            f"the class names hold no words ({', '.join(map(repr, runner.class_texts[:3]))}{', ...' if len(runner.class_texts) > 3 else ''}), yet FT starts its prototypes from them: "
+            f"the class names hold no words ({_names_as_read(data.classes, runner.class_texts)}), yet FT starts its prototypes from them: "
             "give the classes words with --label-descriptions FILE (label: description)"
         )
         logger.warning(notes[-1])
@@ -383,6 +383,12 @@ def _token_limit(encoder: SentenceTransformer, data: LabelledData, config: RunCo
     lengths = {name: token_lengths(encoder, _length_sample(texts, config.seed)) for name, texts in splits.items()}
     max_length = choose_max_length(encoder, np.concatenate([lengths["train"], lengths["unlabelled"]]), config.max_length, config.max_length_percentile)
     return max_length, truncation_shares(lengths, max_length)
+
+
+def _names_as_read(labels: Sequence[str], texts: Sequence[str], shown: int = 3) -> str:
+    """The first labels as the encoder reads them: ``'0', '1'``, or ``'intent_0' as '0'`` where a shared prefix was dropped."""
+    pairs = [repr(text) if text == label else f"{label!r} as {text!r}" for label, text in zip(labels[:shown], texts[:shown])]
+    return ", ".join(pairs) + (", ..." if len(labels) > shown else "")
 
 
 class _RecipeRunner:
