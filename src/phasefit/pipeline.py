@@ -316,7 +316,7 @@ def _train_pass(
     if (ft.names_in_batch or (ft.head == "prototype" and "names" in ft.prototype_init.split("+"))) and say_nothing(runner.class_texts):
         notes.append(
             f"the class names hold no words ({_names_as_read(data.classes, runner.class_texts)}), yet FT starts its prototypes from them: "
-            "give the classes words with --label-descriptions FILE (label: description)"
+            "give the classes words with --label-descriptions FILE (label: description; label_descriptions= in Python)"
         )
         logger.warning(notes[-1])
     progress = progress if distributed.is_main_process() else None
