@@ -3,6 +3,7 @@
 import os
 import shutil
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -122,3 +123,27 @@ def test_a_dae_with_its_own_seed_serves_every_run_seed_and_recipe_from_the_cache
     per_run = {**options, "dae": dict(fast_options["dae"])}  # no seed of its own: the run's seed keys the DAE
     assert train(toy_folder, {**per_run, "seed": 1}, recipe="dae+ft").cached_phases == []
     assert train(toy_folder, {**per_run, "seed": 2}, recipe="dae+ft").cached_phases == []
+
+
+def test_the_token_limit_which_keys_every_cached_phase_does_not_move_with_the_seed_that_carves_validation(tiny_model, tmp_path):
+    # Texts of many lengths and no validation file: each seed carves other rows, yet the limit (and so the DAE's key) is
+    # read off the whole training file. Before, it came from the rows the carve left, so SST-2 trained a DAE per seed.
+    # (The 90th percentile, among the long texts, rather than the default 99.9th, so that a carve would move a limit read off what it left.)
+    from conftest import toy_rows
+
+    from phasefit.config import RunConfig
+    from phasefit.data import load_data
+
+    folder = tmp_path / "lengths"
+    folder.mkdir()
+    rows = toy_rows({"sport": 30, "weather": 30, "food": 30}, seed=3)
+    for extra, row in enumerate(rows[:30], start=1):  # 30 texts of 30 different lengths, all under the model's 64 tokens
+        row["text"] += " the" * extra
+    pd.DataFrame(rows).to_json(folder / "train.jsonl", orient="records", lines=True)
+    encoder = pipeline.load_encoder(tiny_model)
+    carved, limits = set(), set()
+    for seed in range(1, 11):
+        data = load_data(str(folder), seed=seed)
+        carved.add(tuple(sorted(data.carved_texts)))
+        limits.add(pipeline._token_limit(encoder, data, RunConfig(model=tiny_model, seed=seed, max_length_percentile=90.0))[0])
+    assert len(carved) == 10 and len(limits) == 1

@@ -378,10 +378,15 @@ def _resolved(config: RunConfig | Mapping[str, Any] | None, keyword_options: Map
 
 
 def _token_limit(encoder: SentenceTransformer, data: LabelledData, config: RunConfig) -> tuple[int, dict[str, float]]:
-    """The run's max_length (see :func:`choose_max_length`) and the share of each split's texts it truncates."""
+    """The run's max_length (see :func:`choose_max_length`) and the share of each split's texts it truncates.
+
+    The length is read off the whole training file (labelled rows, rows left out of a draw, rows a carved validation
+    split took, plus unlabelled texts), in a fixed order and sample, so it depends on no run seed: it keys every cached
+    phase, and a DAE meant to serve every seed of a dataset must get the same one."""
     splits = {"train": data.train.texts, "validation": data.validation.texts, "test": data.test.texts if data.test else [], "unlabelled": data.unlabelled_texts}
     lengths = {name: token_lengths(encoder, _length_sample(texts, config.seed)) for name, texts in splits.items()}
-    max_length = choose_max_length(encoder, np.concatenate([lengths["train"], lengths["unlabelled"]]), config.max_length, config.max_length_percentile)
+    whole_file = sorted([*data.train.texts, *data.unlabelled_texts, *data.carved_texts])
+    max_length = choose_max_length(encoder, token_lengths(encoder, _length_sample(whole_file, 0)), config.max_length, config.max_length_percentile)
     return max_length, truncation_shares(lengths, max_length)
 
 
