@@ -132,7 +132,7 @@ def test_the_token_limit_which_keys_every_cached_phase_does_not_move_with_the_se
     from conftest import toy_rows
 
     from phasefit.config import RunConfig
-    from phasefit.data import load_data
+    from phasefit.data import load_data, with_validation_merged
 
     folder = tmp_path / "lengths"
     folder.mkdir()
@@ -143,7 +143,9 @@ def test_the_token_limit_which_keys_every_cached_phase_does_not_move_with_the_se
     encoder = pipeline.load_encoder(tiny_model)
     carved, limits = set(), set()
     for seed in range(1, 11):
-        data = load_data(str(folder), seed=seed)
+        data = load_data(str(folder), seed=seed, max_validation_examples=10)
         carved.add(tuple(sorted(data.carved_texts)))
-        limits.add(pipeline._token_limit(encoder, data, RunConfig(model=tiny_model, seed=seed, max_length_percentile=90.0))[0])
+        config = RunConfig(model=tiny_model, seed=seed, max_length_percentile=90.0)
+        limits.add(pipeline._token_limit(encoder, data, config)[0])
+        limits.add(pipeline._token_limit(encoder, with_validation_merged(data), config)[0])  # the refit on all labels
     assert len(carved) == 10 and len(limits) == 1

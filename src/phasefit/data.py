@@ -5,6 +5,7 @@ Everything here is plain Python, numpy and pandas: no torch, no training.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -422,9 +423,16 @@ def without_validation_split(data: LabelledData, fraction: float, seed: int) -> 
 
 
 def with_validation_merged(data: LabelledData) -> LabelledData:
-    """``data`` whose training rows are its training and validation rows together, and with no validation rows."""
+    """``data`` whose training rows are its training and validation rows together, and with no validation rows.
+
+    The carved texts that are now training rows leave ``carved_texts``, so the whole training file (and the token
+    limit read off it) is the same multiset of texts as before the merge."""
     merged = type(data.train)([*data.train.texts, *data.validation.texts], [*data.train.labels, *data.validation.labels])
-    return dataclasses.replace(data, train=merged, validation=data.validation.subset([]), validation_carved=False)
+    carved_left = collections.Counter(data.carved_texts)
+    carved_left.subtract(data.validation.texts)
+    return dataclasses.replace(
+        data, train=merged, validation=data.validation.subset([]), validation_carved=False, carved_texts=sorted((+carved_left).elements())
+    )
 
 
 def _drop_unseen(split: Split, known: set[str], where: str, policy: UnseenLabels, notes: list[str]) -> Split:
