@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import PHASE_CONFIGS, read_config_file
+from .config import BATCHED_PHASES, PHASE_CONFIGS, read_config_file
 from .errors import ConfigError, PhaseFitError
 
 if typing.TYPE_CHECKING:
@@ -91,8 +91,8 @@ def effective_batches(recipe_spec: Recipe, resolved: RunConfig) -> str:
 
     parts = []
     for step in recipe_spec.steps:
-        if step.phase == "st":
-            parts.append("st's students as ft")
+        if step.phase not in BATCHED_PHASES:
+            parts.append(f"{step.phase}'s students as ft")
             continue
         c = resolved.phases[step.phase]
         parts.append(f"{step.phase} {c.batch_size}x{c.gradient_accumulation}x{world_size()} = {c.batch_size * c.gradient_accumulation * world_size()}")
@@ -161,9 +161,8 @@ def _collect_options(
             options[key] = value
     for key, value in (every_phase or {}).items():
         if value is not None:
-            for phase, config_class in PHASE_CONFIGS.items():
-                if "gradient_accumulation" in {f.name for f in dataclasses.fields(config_class)}:
-                    options.setdefault(phase, {})[key] = value
+            for phase in BATCHED_PHASES:
+                options.setdefault(phase, {})[key] = value
     for name, value in phase_values.items():
         if value is not None:
             phase, option = name.split("__", 1)

@@ -163,6 +163,8 @@ class STConfig:
 
 
 PHASE_CONFIGS: dict[str, type] = {"dae": DAEConfig, "cl": CLConfig, "joint": JointConfig, "ft": FTConfig, "st": STConfig}
+# The phases that train with a batch of their own (st's students train with FT's options).
+BATCHED_PHASES = tuple(name for name, config in PHASE_CONFIGS.items() if "gradient_accumulation" in {f.name for f in dataclasses.fields(config)})
 PHASE_TITLES = {"dae": "DAE", "cl": "CL", "joint": "Joint", "ft": "FT", "st": "ST"}
 # Options that moved: a config that still names one is told where it went.
 MOVED_OPTIONS = {

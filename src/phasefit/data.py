@@ -89,10 +89,14 @@ class LabelledData:
             codes[:, level] = [index[label[level]] for label in split.labels]
         return codes
 
-    def dae_corpus(self, max_texts: int | None, seed: int) -> list[str]:
+    def training_file_texts(self) -> list[str]:
         """Every text of the training file (the labelled rows, those left unlabelled and those a carved validation
-        split took) plus the unlabelled ones, de-duplicated, sorted, then a seeded sample of ``max_texts``."""
-        texts = sorted(set(self.train.texts) | set(self.unlabelled_texts) | set(self.carved_texts))
+        split took) plus the unlabelled ones, sorted, duplicates kept: the same for every run seed."""
+        return sorted([*self.train.texts, *self.unlabelled_texts, *self.carved_texts])
+
+    def dae_corpus(self, max_texts: int | None, seed: int) -> list[str]:
+        """:meth:`training_file_texts`, de-duplicated, then a seeded sample of ``max_texts``."""
+        texts = sorted(set(self.training_file_texts()))
         if max_texts is not None and len(texts) > max_texts:
             chosen = np.random.default_rng(seed).choice(len(texts), size=max_texts, replace=False)
             texts = [texts[i] for i in sorted(chosen)]

@@ -385,8 +385,8 @@ def _token_limit(encoder: SentenceTransformer, data: LabelledData, config: RunCo
     phase, and a DAE meant to serve every seed of a dataset must get the same one."""
     splits = {"train": data.train.texts, "validation": data.validation.texts, "test": data.test.texts if data.test else [], "unlabelled": data.unlabelled_texts}
     lengths = {name: token_lengths(encoder, _length_sample(texts, config.seed)) for name, texts in splits.items()}
-    whole_file = sorted([*data.train.texts, *data.unlabelled_texts, *data.carved_texts])
-    max_length = choose_max_length(encoder, token_lengths(encoder, _length_sample(whole_file, 0)), config.max_length, config.max_length_percentile)
+    whole_file = _length_sample(data.training_file_texts(), 0)
+    max_length = choose_max_length(encoder, token_lengths(encoder, whole_file), config.max_length, config.max_length_percentile)
     return max_length, truncation_shares(lengths, max_length)
 
 
