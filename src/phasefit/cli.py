@@ -211,7 +211,7 @@ def train_command(
     max_length: Optional[int] = typer.Option(
         None,
         "--max-length",
-        help="Token limit (default: the 99.9th percentile of train + unlabelled token lengths, capped by the model; at most its position embeddings).",
+        help="Token limit (default: the 99.9th percentile of the token lengths of the whole training file plus unlabelled texts, capped by the model; at most its position embeddings).",
     ),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Per-device batch size of every training phase (the paper uses one for all; st's students use FT's)."
