@@ -500,6 +500,13 @@ def test_which_recipe_averages_only_over_datasets_where_every_method_has_all_its
     accuracy[("c", "8", "ft+st")] = [99.0] * 5  # all its seeds on one dataset only: it would narrow the row to none
     assert report.which_recipe_lines(accuracy, keys)[2] == "| about 8 per class | `tuned-ft` | tuned-ft 70.00, setfit 70.00, 3phase+ 67.50 | a, b |"
     assert "Not in a row yet (fewer seeds than the row needs on every dataset): ft+st at 8, ft at 8." in report.which_recipe_lines(accuracy, keys)[4]
+    # Two methods with all their seeds on the same single dataset narrow the row together: both leave it.
+    narrowed_twice = {**accuracy, ("c", "8", "3phase"): [99.0] * 5}
+    assert report.which_recipe_lines(narrowed_twice, keys)[2] == "| about 8 per class | `tuned-ft` | tuned-ft 70.00, setfit 70.00, 3phase+ 67.50 | a, b |"
+    assert (
+        "Not in a row yet (fewer seeds than the row needs on every dataset): ft+st at 8, 3phase at 8, ft at 8."
+        in report.which_recipe_lines(narrowed_twice, keys)[4]
+    )
     # The report reads records alone (it does not import phasefit), so it keeps its own copy of the recipe aliases.
     from benchmarks.report.bar import SUCCESSORS
     from phasefit.recipes import ALIASES

@@ -155,8 +155,9 @@ def which_recipe_lines(accuracy, keys) -> list[str]:
     """The README's opening table: per regime, the method with the best mean test accuracy over the datasets on which
     every method in the row has all its seeds (5 at 8 per class, 3 at 64: the bar's), so that no method is averaged
     over easier data or a lucky first seed. A method with all its seeds on no dataset of the regime, or on so few that
-    keeping it would narrow a row of two or more methods, is left out of the row (and named under the table). A
-    predecessor's records (SUCCESSORS) leave a regime's row once its successor has all its seeds wherever they are."""
+    keeping it would narrow a row of two or more methods (alone or with the methods tied with it), is left out of the row
+    (and named under the table). A predecessor's records (SUCCESSORS) leave a regime's row once its successor has all
+    its seeds wherever they are."""
     lines = ["| labelled texts | pick | mean test accuracy % over the same datasets | datasets |", "|---|---|---|---|"]
     left_out, not_run = [], []
     succeeded: dict[str, list[str]] = {m: [] for m in SUCCESSORS}
@@ -173,9 +174,9 @@ def which_recipe_lines(accuracy, keys) -> list[str]:
         gone = {m for m in SUCCESSORS if regime in succeeded[m]}
         methods = [m for m in WHICH_RECIPE_METHODS if complete[m]]
         while len(methods) > 2:
-            narrowest = min(methods, key=lambda m: len(complete[m]))
-            rest = [m for m in methods if m != narrowest]
-            if len(shared_datasets(rest, complete)) <= len(shared_datasets(methods, complete)):
+            fewest = min(len(complete[m]) for m in methods)
+            rest = [m for m in methods if len(complete[m]) > fewest]  # methods tied for the narrowest leave together
+            if len(rest) < 2 or len(shared_datasets(rest, complete)) <= len(shared_datasets(methods, complete)):
                 break
             methods = rest
         left_out += [f"{m} at {regime}" for m in WHICH_RECIPE_METHODS if m in ran and m not in methods]
