@@ -537,11 +537,19 @@ def test_the_claim_in_its_own_regimes_is_paired_per_cell_holds_on_half_the_cells
     assert lines[0] == "- Over 2 of the 9 cells judged: 3phase beats ft in 1 (sst2/8), ties in 1, loses in 0."
     assert lines[1].startswith("- The paper's claim (3phase wins at least half of the judged cells and loses none): **holds so far**.")
     assert "atis/8, sst2/64" in lines[1] and "sst2/8," not in lines[1]
+    assert "cannot hold" not in lines[1]
     assert "- atis, full: no 3phase run yet." in lines and "- None run yet on atis/full, snips/full, sst5/full." in lines
     seeded[("atis", "full", "3phase")] = {1: 60.0, 2: 61.0, 3: 62.1}  # a paired loss at full data
     seeded[("atis", "full", "no-imb")] = {1: 61.0, 2: 62.0, 3: 63.0}
     lines = report.regime_claim_lines(seeded)
     assert "loses in 1 (atis/full)" in lines[0] and "**does not hold so far**" in lines[1]
+    assert lines[1].endswith("It cannot hold whatever they show: 3phase already loses a cell with all its seeds.")
+    tied = {key: value for key, value in seeded.items() if key[:2] != ("atis", "full")}
+    for dataset, regime in report.REGIME_CLAIM_CELLS[1:5]:  # with sst2/8's win, 5 cells settled and 4 open
+        tied[(dataset, regime, "3phase")] = {1: 71.0, 2: 70.0, 3: 72.5}
+    assert "cannot hold" not in report.regime_claim_lines(tied)[1]  # 1 win + 4 open wins = 5 of 9
+    tied[("sst2", "8", "3phase")] = {1: 71.0, 2: 70.0, 3: 72.5}
+    assert report.regime_claim_lines(tied)[1].endswith("It cannot hold whatever they show: 3phase would win at most 4 of the 9 cells.")
     assert lines[-1].startswith("- atis, full: no-imb beats 3phase: mean paired difference +0.97 points over 3 seeds")
     expected = report.regime_expectation_lines(seeded)
     assert expected[0].startswith("- About 8 labelled texts per class: the paper's recipe (3phase) against plain fine-tuning")

@@ -239,6 +239,10 @@ def regime_claim_lines(seeded) -> list[str]:
     holds = len(wins) >= len(judged) / 2 and not losses
     complete = [cell for cell in REGIME_CLAIM_CELLS if all(len(seeded.get((*cell, m), {})) >= REGIME_CLAIM_SEEDS for m in ("3phase", "ft")) and cell in judged]
     still_open = [f"{d}/{r}" for d, r in REGIME_CLAIM_CELLS if (d, r) not in complete]
+    settled_wins = sum(judged[cell] == "beats" for cell in complete)
+    settled_loss = any(judged[cell] == "loses" for cell in complete)
+    # The best case for the claim: every open cell ends a win (a win only raises the share of wins).
+    out_of_reach = settled_loss or settled_wins + len(still_open) < len(REGIME_CLAIM_CELLS) / 2
     lines = [
         f"- Over {len(judged)} of the {len(REGIME_CLAIM_CELLS)} cells judged: 3phase beats ft in {len(wins)}"
         + (f" ({', '.join(wins)})" if wins else "")
@@ -247,7 +251,12 @@ def regime_claim_lines(seeded) -> list[str]:
         + ".",
         f"- The paper's claim (3phase wins at least half of the judged cells and loses none): **{'holds' if holds else 'does not hold'}"
         + (" so far**" if still_open else "**")
-        + (f". Cells short of {REGIME_CLAIM_SEEDS} shared seeds or not run: {', '.join(still_open)}." if still_open else "."),
+        + (f". Cells short of {REGIME_CLAIM_SEEDS} shared seeds or not run: {', '.join(still_open)}." if still_open else ".")
+        + (
+            f" It cannot hold whatever they show: {'3phase already loses a cell with all its seeds' if settled_loss else f'3phase would win at most {settled_wins + len(still_open)} of the {len(REGIME_CLAIM_CELLS)} cells'}."
+            if still_open and out_of_reach
+            else ""
+        ),
     ]
     lines += [line for _, line in verdicts.values()]
     lines += [
