@@ -148,6 +148,26 @@ def test_thresholds_are_chosen_on_the_grid_for_all_labels_or_for_each():
     assert shared == [0.35, 0.35]  # micro-F1 over both labels peaks there (6/7), above 0.25 and 0.30 (0.8)
 
 
+def test_a_multi_label_model_cuts_each_label_at_its_own_threshold_by_default():
+    """Issue 48's threshold study made per_label the default (global stays an option)."""
+    import torch
+
+    from phasefit.config import FTConfig
+    from phasefit.phases.ft import FTData, label_thresholds
+
+    truth = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
+    logits = torch.logit(torch.tensor([[0.7, 0.2], [0.72, 0.33], [0.3, 0.36], [0.1, 0.31]]))
+    texts = ["a", "b", "c", "d"]
+
+    class FixedEncoder:  # the validation texts' logits, as if a head had produced them
+        def encode(self, sentences, **_):
+            return logits[[texts.index(text) for text in sentences]]
+
+    data = FTData(texts, truth, texts, truth, 2)
+    assert label_thresholds(FixedEncoder(), torch.nn.Identity(), data, FTConfig())["thresholds"] == pytest.approx([0.35, 0.25])
+    assert label_thresholds(FixedEncoder(), torch.nn.Identity(), data, FTConfig(threshold="global"))["thresholds"] == pytest.approx([0.35, 0.35])
+
+
 def test_thresholds_reach_below_a_twentieth_for_a_label_whose_probabilities_stay_near_its_base_rate():
     from phasefit.phases.ft import choose_thresholds
 

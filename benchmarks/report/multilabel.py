@@ -47,7 +47,8 @@ def multi_label_lines(records: list[dict[str, Any]]) -> list[str]:
     lines = [
         "Test micro-F1 % / macro-F1 %, mean ± sample std over seeds (number of seeds). Regimes: at least N rows per label "
         "(a seeded draw, rarest label first), or `full`. FT keeps the checkpoint with the best validation micro-F1 and "
-        "chooses its decision threshold on validation; SetFit runs its one-vs-rest mode (a logistic regression per label), its "
+        "chooses its decision threshold on validation (one for all labels: the multi-label profile pins `global`, which its "
+        "records ran with, though `per_label` is the library's default since the threshold study below); SetFit runs its one-vs-rest mode (a logistic regression per label), its "
         "threshold chosen on validation the same way (one for all labels, by micro-F1); `setfit at 0.5` is SetFit at its own cut.",
         "",
         *table_head(["dataset", "regime", *methods]),
