@@ -939,7 +939,15 @@ def test_the_threshold_study_waits_for_its_planned_runs_then_applies_its_rule():
     def record(seed: int, method: str, per_label_macro: float) -> dict:
         comparison = {"global": {"micro_f1": 0.30, "macro_f1": 0.20}, "per_label": {"micro_f1": 0.29, "macro_f1": per_label_macro}}
         phase = "st" if method == "ft+st" else "ft"
-        return {"method": method, "seed": seed, "phase_stats": {"ft": {"thresholds": []}, phase: {"threshold_schemes_two_fold": comparison}}}
+        finished = f"2026-12-0{seed}T{method_order.index(method):02d}:00:00"
+        return {
+            "method": method,
+            "seed": seed,
+            "finished_at": finished,
+            "phase_stats": {"ft": {"thresholds": []}, phase: {"threshold_schemes_two_fold": comparison}},
+        }
+
+    method_order = ["ft+st", "ft", "3phase"]
 
     from benchmarks.report.common import load_study_rules
 
@@ -950,6 +958,11 @@ def test_the_threshold_study_waits_for_its_planned_runs_then_applies_its_rule():
     assert "**per_label becomes the default**" in threshold_scheme_lines(better)[0] and "+3.00 points" in threshold_scheme_lines(better)[0]
     worse = [{**run, "phase_stats": record(run["seed"], run["method"], 0.203)["phase_stats"]} for run in better]
     assert "**global stays the default**" in threshold_scheme_lines(worse)[0]  # ahead in all, but by less than the margin
+    # a run recorded after the planned ones is reported apart and cannot turn the verdict, wherever it sits in the file
+    late = {**record(9, "ft", 0.10), "finished_at": "2026-12-31T00:00:00"}
+    lines = threshold_scheme_lines([late, *better])
+    assert "**per_label becomes the default**" in lines[0] and f"over {planned} run(s)" in lines[0] and "+3.00 points" in lines[0]
+    assert lines[1].startswith("- Threshold scheme, 1 run(s) recorded after the verdict") and "-10.00 points" in lines[1]
 
 
 def test_a_record_keeps_each_learning_curve_thinned_with_its_last_point():

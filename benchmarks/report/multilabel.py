@@ -94,9 +94,12 @@ def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
     chosen on half of validation and scored on the other half, over the phasefit runs that record it."""
     rule = load_study_rules()
     study, margin = rule["multi_label_threshold"], rule["keep_margin"]
-    runs = [(r, c) for r in records if r["method"] in PHASEFIT_RECIPES and (c := two_fold_comparison(r)) is not None]
-    if not runs:
+    carrying = [(r, c) for r in records if r["method"] in PHASEFIT_RECIPES and (c := two_fold_comparison(r)) is not None]
+    if not carrying:
         return ["- Threshold scheme (global or per label): no run records the two-fold comparison yet."]
+    # The verdict reads the planned runs, the first to finish; runs recorded after it cannot move it.
+    carrying.sort(key=lambda run: run[0].get("finished_at", ""))
+    runs, later = carrying[: study["planned"]], carrying[study["planned"] :]
     metric, name, base = study["metric"], study["name"], study["base"]
     differences = [100 * (c[name][metric] - c[base][metric]) for _, c in runs]
     micro = statistics.mean(100 * (c[name]["micro_f1"] - c[base]["micro_f1"]) for _, c in runs)
@@ -109,6 +112,12 @@ def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
         return [f"- Threshold scheme: {summary}; {len(runs)} of {study['planned']} planned runs: **no verdict yet**."]
     kept = statistics.mean(differences) >= margin and ahead > behind
     verdict = f"**{name} becomes the default**" if kept else f"**{base} stays the default**"
-    return [
+    lines = [
         f"- Threshold scheme: {summary}: {verdict} (rule fixed before the runs: {name} at a mean gain of at least {margin} points, ahead in more runs than behind)."
     ]
+    if later:
+        after = statistics.mean(100 * (c[name][metric] - c[base][metric]) for _, c in later)
+        lines.append(
+            f"- Threshold scheme, {len(later)} run(s) recorded after the verdict (not in it): mean {metric.replace('_', '-')} difference {after:+.2f} points."
+        )
+    return lines
