@@ -101,7 +101,11 @@ def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
     carrying.sort(key=lambda run: run[0].get("finished_at", ""))
     runs, later = carrying[: study["planned"]], carrying[study["planned"] :]
     metric, name, base = study["metric"], study["name"], study["base"]
-    differences = [100 * (c[name][metric] - c[base][metric]) for _, c in runs]
+
+    def gain(comparison: dict[str, dict[str, float]]) -> float:
+        return 100 * (comparison[name][metric] - comparison[base][metric])
+
+    differences = [gain(c) for _, c in runs]
     micro = statistics.mean(100 * (c[name]["micro_f1"] - c[base]["micro_f1"]) for _, c in runs)
     ahead, behind = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
     summary = (
@@ -116,7 +120,7 @@ def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
         f"- Threshold scheme: {summary}: {verdict} (rule fixed before the runs: {name} at a mean gain of at least {margin} points, ahead in more runs than behind)."
     ]
     if later:
-        after = statistics.mean(100 * (c[name][metric] - c[base][metric]) for _, c in later)
+        after = statistics.mean(gain(c) for _, c in later)
         lines.append(
             f"- Threshold scheme, {len(later)} run(s) recorded after the verdict (not in it): mean {metric.replace('_', '-')} difference {after:+.2f} points."
         )
