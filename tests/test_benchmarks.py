@@ -965,6 +965,39 @@ def test_the_threshold_study_waits_for_its_planned_runs_then_applies_its_rule():
     assert lines[1].startswith("- Threshold scheme, 1 run(s) recorded after the verdict") and "-10.00 points" in lines[1]
 
 
+def test_the_head_bias_study_pairs_its_profiles_by_draw_and_keeps_its_records_out_of_the_table():
+    from benchmarks.report.common import load_study_rules
+    from benchmarks.report.multilabel import head_bias_lines, multi_label_lines
+
+    def record(profile: str, regime: str, seed: int, macro: float) -> dict:
+        comparison = {"global": {"micro_f1": 0.30, "macro_f1": macro}, "per_label": {"micro_f1": 0.2, "macro_f1": 0.9}}
+        return {
+            "dataset": "tags",
+            "regime": regime,
+            "method": "ft",
+            "profile": profile,
+            "seed": seed,
+            "validation_macro_f1": macro,
+            "test": {"micro_f1": 0.3, "macro_f1": macro},
+            "phase_stats": {"ft": {"threshold_schemes_two_fold": comparison}},
+        }
+
+    planned = load_study_rules()["multi_label_head_bias"]["planned"]
+    draws = [(regime, seed) for regime in ("8", "64") for seed in (1, 2, 3)]
+    assert len(draws) == planned  # the rule's plan: 8 and 64 per label, seeds 1-3
+    base = [record("multi-label", regime, seed, 0.05) for regime, seed in draws]
+    prior = [record("multi-label-prior", regime, seed, 0.15) for regime, seed in draws]
+    assert "no paired run yet" in head_bias_lines(base)[0]
+    assert "**no verdict yet**" in head_bias_lines(base + prior[:-1])[0]
+    assert "**the prior bias becomes the MLP head's default**" in head_bias_lines(base + prior)[0] and "+10.00 points" in head_bias_lines(base + prior)[0]
+    unpaired = [{**run, "seed": run["seed"] + 10} for run in prior]  # other draws do not pair
+    assert "no paired run yet" in head_bias_lines(base + unpaired)[0]
+    worse = [record("multi-label-prior", regime, seed, 0.053) for regime, seed in draws]
+    assert "**the random bias stays the default**" in head_bias_lines(base + worse)[0]
+    table = [line for line in multi_label_lines(base + prior) if line.startswith("| tags")]
+    assert table == ["| tags | 8 | 30.00 ± 0.00 (3) / 5.00 ± 0.00 (3) |", "| tags | 64 | 30.00 ± 0.00 (3) / 5.00 ± 0.00 (3) |"]
+
+
 def test_a_record_keeps_each_learning_curve_thinned_with_its_last_point():
     long = [[step, 10.0 - step / 100] for step in range(1, 626)]
     stats = run.recorded_stats({"steps": 625, "curve": {"train_loss": long, "eval_accuracy": long[:12]}})

@@ -250,6 +250,37 @@ def test_a_multi_label_prototype_head_has_a_cut_per_label_between_its_rows_and_t
     assert np.allclose(again.predict_proba(texts[54:]), model.predict_proba(texts[54:]), atol=1e-6)
 
 
+def test_the_prior_head_bias_starts_an_mlp_head_at_the_labels_base_rates(tiny_model):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from phasefit.config import FTConfig, build_config
+    from phasefit.errors import ConfigError
+    from phasefit.phases.ft import FTData, new_head
+
+    texts, indicator, names = multi_label_toy()
+    indicator = indicator.copy()
+    indicator[:, 2] = 0
+    indicator[:4, 2] = 1  # a rare label: 4 of 54 rows
+    encoder = SentenceTransformer(tiny_model, device="cpu")
+    embeddings = encoder.encode(texts[:54], convert_to_tensor=True)
+    smoothed = (indicator[:54].sum(axis=0) + 1) / (54 + 2)
+    multi = FTData(texts[:54], indicator[:54], texts[54:], indicator[54:], 3, class_texts=names)
+    single = FTData(texts[:54], np.array([0] * 36 + [1] * 18), texts[54:], np.array([0, 1] * 3), 2)
+
+    def mean_output(data: FTData, head_bias: str) -> np.ndarray:
+        head = new_head(encoder, data, FTConfig(head_bias=head_bias), seed=0).eval()
+        with torch.no_grad():
+            logits = head(embeddings)
+        return (torch.sigmoid(logits) if data.multi_label else torch.softmax(logits, dim=-1)).mean(dim=0).numpy()
+
+    assert np.allclose(mean_output(multi, "prior"), smoothed, atol=0.02)
+    assert np.allclose(mean_output(single, "prior"), [37 / 56, 19 / 56], atol=0.02)
+    assert abs(mean_output(multi, "random")[2] - smoothed[2]) > 0.3  # a random bias starts the rare label near 0.5
+    with pytest.raises(ConfigError, match="head_bias"):
+        build_config({"ft": {"head_bias": "zero"}})
+
+
 def test_the_imbalance_correction_works_per_label_and_leaves_rows_without_labels_alone():
     from phasefit.pairs import correct_label_set_imbalance, upsampling_factors
 

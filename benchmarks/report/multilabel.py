@@ -36,6 +36,9 @@ def best_recipe(validation: dict[tuple, dict[int, float]], dataset: str, regime:
 
 
 def multi_label_lines(records: list[dict[str, Any]]) -> list[str]:
+    studies = head_bias_lines(records)
+    study = load_study_rules()["multi_label_head_bias"]["name"]
+    records = [r for r in records if f"{r['method']} ({r.get('profile')})" != study]  # a study's arm is not a table column
     if not records:
         return ["No multi-label run is recorded yet (`python -m benchmarks run --datasets goemotions ...` writes `results/multi_label/runs.jsonl`)."]
     at_default = [{**r, "method": f"{r['method']} at 0.5", "test": r["test_at_default_threshold"]} for r in records if r.get("test_at_default_threshold")]
@@ -77,7 +80,7 @@ def multi_label_lines(records: list[dict[str, Any]]) -> list[str]:
             f"- {dataset}, {regime}: {chosen} (chosen on validation) {reached} {PEER}'s macro-F1: {difference:+.2f} points "
             f"paired over {seeds} seeds ({outcome}, p = {p_value:.2f})."
         )
-    return [*lines, "", *threshold_scheme_lines(records)]
+    return [*lines, "", *threshold_scheme_lines(records), *studies]
 
 
 def two_fold_comparison(record: dict[str, Any]) -> dict[str, dict[str, float]] | None:
@@ -125,3 +128,38 @@ def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
             f"- Threshold scheme, {len(later)} run(s) recorded after the verdict (not in it): mean {metric.replace('_', '-')} difference {after:+.2f} points."
         )
     return lines
+
+
+def head_bias_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Issue 48's head-bias study (profiles/studies.yaml, multi_label_head_bias): the MLP head's output bias at the
+    labels' base rates against a random one, paired by (dataset, regime, seed) on the two-fold held-out score."""
+    rules = load_study_rules()
+    study, margin = rules["multi_label_head_bias"], rules["keep_margin"]
+    metric, scheme = study["metric"], study["scheme"]
+
+    def scores(column: str, measure: str) -> dict[tuple, float]:
+        found = {}
+        for record in records:
+            comparison = two_fold_comparison(record)
+            if comparison is not None and f"{record['method']} ({record.get('profile')})" == column:
+                found[(record["dataset"], str(record["regime"]), record["seed"])] = 100 * comparison[scheme][measure]
+        return found
+
+    name, base = scores(study["name"], metric), scores(study["base"], metric)
+    pairs = sorted(set(name) & set(base))
+    if not pairs:
+        return [f"- Head bias ({study['name']} against {study['base']}): no paired run yet."]
+    differences = [name[key] - base[key] for key in pairs]
+    micro_name, micro_base = scores(study["name"], "micro_f1"), scores(study["base"], "micro_f1")
+    micro = statistics.mean(micro_name[key] - micro_base[key] for key in pairs)
+    ahead, behind = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    summary = (
+        f"{study['name']} against {study['base']} ({scheme} threshold chosen on half of validation, scored on the other half): "
+        f"over {len(pairs)} paired run(s) mean {metric.replace('_', '-')} difference {statistics.mean(differences):+.2f} points "
+        f"(micro-F1 {micro:+.2f}), ahead in {ahead}, behind in {behind}"
+    )
+    if len(pairs) < study["planned"]:
+        return [f"- Head bias: {summary}; {len(pairs)} of {study['planned']} planned runs: **no verdict yet**."]
+    kept = statistics.mean(differences) >= margin and ahead > behind
+    verdict = "**the prior bias becomes the MLP head's default**" if kept else "**the random bias stays the default**"
+    return [f"- Head bias: {summary}: {verdict} (rule fixed before the runs: a mean gain of at least {margin} points, ahead in more runs than behind)."]

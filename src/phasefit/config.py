@@ -121,6 +121,7 @@ class FTConfig:
     gradient_accumulation: int = 1
     learning_rate_grid: list[float] = field(default_factory=list)
     head: str = "mlp"
+    head_bias: str = "random"
     prototype_init: str = "names"
     prototype_scale: float = 20.0
     head_warmup_steps: int = 0
@@ -233,6 +234,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "decoder_learning_rate": ("> 0", lambda v: v is None or v > 0),
     "decoder_warmup_steps": (">= 0", lambda v: v >= 0),
     "head": ("mlp or prototype", lambda v: v in {"mlp", "prototype"}),
+    "head_bias": ("random or prior", lambda v: v in {"random", "prior"}),
     "prototype_init": ("one of names, means, names+means", lambda v: v in {"names", "means", "names+means"}),
     "prototype_scale": ("> 0", lambda v: v > 0),
     "head_warmup_steps": (">= 0", lambda v: v >= 0),

@@ -46,6 +46,11 @@ class ClassificationHead(nn.Module):
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.layers(embeddings)
 
+    def set_output_bias(self, bias: torch.Tensor | np.ndarray) -> "ClassificationHead":
+        with torch.no_grad():
+            self.layers[-1].bias.copy_(torch.as_tensor(bias, dtype=self.layers[-1].bias.dtype))
+        return self
+
     def config(self) -> dict[str, Any]:
         return {"kind": "mlp", "input_size": self.input_size, "hidden_size": self.hidden_size, "n_classes": self.n_classes, "dropout": self.dropout_rate}
 

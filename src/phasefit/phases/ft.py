@@ -353,13 +353,17 @@ def required_class_texts(data: FTData, option: str) -> list[str]:
 
 
 def new_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed: int) -> nn.Module:
-    """The FT head before its first step: a seeded random MLP, or prototypes from the class names and / or the classes'
+    """The FT head before its first step: a seeded random MLP (its output bias at the labels' base rates with
+    ``head_bias: prior``), or prototypes from the class names and / or the classes'
     mean embeddings (multi-label: a label's mean over the rows that carry it, and an offset per label, see
     :func:`label_offsets`)."""
     torch.manual_seed(seed)
     dimension = encoder.get_embedding_dimension()
     if config.head == "mlp":
-        return ClassificationHead(dimension, config.head_size, data.n_classes, config.dropout).to(encoder.device)
+        head = ClassificationHead(dimension, config.head_size, data.n_classes, config.dropout)
+        if config.head_bias == "prior":
+            head.set_output_bias(prior_logits(data))
+        return head.to(encoder.device)
     head = PrototypeHead(dimension, data.n_classes, config.prototype_scale, offsets=data.multi_label).to(encoder.device)
     members = _label_members(data)
     parts = []
@@ -376,6 +380,14 @@ def new_head(encoder: SentenceTransformer, data: FTData, config: FTConfig, seed:
         with torch.no_grad():
             head.initialise(head.prototypes.detach().clone(), label_offsets(head.similarity(embeddings), members))
     return head
+
+
+def prior_logits(data: FTData) -> torch.Tensor:
+    """The logits of the labelled rows' label frequencies (add-one smoothed): each label's log-odds (multi-label), or
+    each class's log share (single-label), so that an untrained head already predicts the base rates."""
+    members = torch.stack(_label_members(data)).double()
+    rates = (members.sum(dim=1) + 1) / (members.shape[1] + 2)
+    return (torch.log(rates) - torch.log1p(-rates)) if data.multi_label else torch.log(rates / rates.sum())
 
 
 def _label_members(data: FTData) -> list[torch.Tensor]:
