@@ -92,6 +92,14 @@ def two_fold_comparison(record: dict[str, Any]) -> dict[str, dict[str, float]] |
     return None
 
 
+def paired_rule(differences: list[float], micro: float, metric: str, margin: float, compared: str) -> tuple[str, bool]:
+    """A multi-label study's summary of its per-run gains, and whether its rule keeps the change (a mean gain of at
+    least ``margin`` points, ahead in more runs than behind)."""
+    ahead, behind = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
+    summary = f"{compared} mean {metric.replace('_', '-')} difference {statistics.mean(differences):+.2f} points (micro-F1 {micro:+.2f}), ahead in {ahead}, behind in {behind}"
+    return summary, statistics.mean(differences) >= margin and ahead > behind
+
+
 def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
     """Issue 48's threshold study (profiles/studies.yaml, multi_label_threshold): per-label against global cuts, each
     chosen on half of validation and scored on the other half, over the phasefit runs that record it."""
@@ -110,14 +118,15 @@ def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
 
     differences = [gain(c) for _, c in runs]
     micro = statistics.mean(100 * (c[name]["micro_f1"] - c[base]["micro_f1"]) for _, c in runs)
-    ahead, behind = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
-    summary = (
-        f"{name} against {base} thresholds, each chosen on half of validation and scored on the other half: over {len(runs)} run(s) "
-        f"mean {metric.replace('_', '-')} difference {statistics.mean(differences):+.2f} points (micro-F1 {micro:+.2f}), ahead in {ahead}, behind in {behind}"
+    summary, kept = paired_rule(
+        differences,
+        micro,
+        metric,
+        margin,
+        f"{name} against {base} thresholds, each chosen on half of validation and scored on the other half: over {len(runs)} run(s)",
     )
     if len(runs) < study["planned"]:
         return [f"- Threshold scheme: {summary}; {len(runs)} of {study['planned']} planned runs: **no verdict yet**."]
-    kept = statistics.mean(differences) >= margin and ahead > behind
     verdict = f"**{name} becomes the default**" if kept else f"**{base} stays the default**"
     lines = [
         f"- Threshold scheme: {summary}: {verdict} (rule fixed before the runs: {name} at a mean gain of at least {margin} points, ahead in more runs than behind)."
@@ -152,14 +161,14 @@ def head_bias_lines(records: list[dict[str, Any]]) -> list[str]:
     differences = [name[key] - base[key] for key in pairs]
     micro_name, micro_base = scores(study["name"], "micro_f1"), scores(study["base"], "micro_f1")
     micro = statistics.mean(micro_name[key] - micro_base[key] for key in pairs)
-    ahead, behind = sum(d > 0 for d in differences), sum(d < 0 for d in differences)
-    summary = (
-        f"{study['name']} against {study['base']} ({scheme} threshold chosen on half of validation, scored on the other half): "
-        f"over {len(pairs)} paired run(s) mean {metric.replace('_', '-')} difference {statistics.mean(differences):+.2f} points "
-        f"(micro-F1 {micro:+.2f}), ahead in {ahead}, behind in {behind}"
+    summary, kept = paired_rule(
+        differences,
+        micro,
+        metric,
+        margin,
+        f"{study['name']} against {study['base']} ({scheme} threshold chosen on half of validation, scored on the other half): over {len(pairs)} paired run(s)",
     )
     if len(pairs) < study["planned"]:
         return [f"- Head bias: {summary}; {len(pairs)} of {study['planned']} planned runs: **no verdict yet**."]
-    kept = statistics.mean(differences) >= margin and ahead > behind
     verdict = "**the prior bias becomes the MLP head's default**" if kept else "**the random bias stays the default**"
     return [f"- Head bias: {summary}: {verdict} (rule fixed before the runs: a mean gain of at least {margin} points, ahead in more runs than behind)."]
