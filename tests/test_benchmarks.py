@@ -969,9 +969,10 @@ def test_the_head_bias_study_pairs_its_profiles_by_draw_and_keeps_its_records_ou
     from benchmarks.report.common import load_study_rules
     from benchmarks.report.multilabel import head_bias_lines, multi_label_lines
 
-    def record(profile: str, regime: str, seed: int, macro: float) -> dict:
+    def record(profile: str, regime: str, seed: int, macro: float, bias: str | None = None) -> dict:
         comparison = {"global": {"micro_f1": 0.30, "macro_f1": macro}, "per_label": {"micro_f1": 0.2, "macro_f1": 0.9}}
         return {
+            "config": {"ft": {"head_bias": bias or ("prior" if profile == "multi-label-prior" else "random")}},
             "dataset": "tags",
             "regime": regime,
             "method": "ft",
@@ -996,6 +997,14 @@ def test_the_head_bias_study_pairs_its_profiles_by_draw_and_keeps_its_records_ou
     assert "**the random bias stays the default**" in head_bias_lines(base + worse)[0]
     table = [line for line in multi_label_lines(base + prior) if line.startswith("| tags")]
     assert table == ["| tags | 8 | 30.00 ± 0.00 (3) / 5.00 ± 0.00 (3) |", "| tags | 64 | 30.00 ± 0.00 (3) / 5.00 ± 0.00 (3) |"]
+    # once the prior is the default: the base column's random-bias records move to superseded/ and it reruns with the
+    # prior; the verdict still reads the random-bias records, and the table only the current ones
+    legacy = [{**run, "config": {}} for run in base]  # made before the option existed: they ran a random bias
+    rerun = [record("multi-label", regime, seed, 0.20, bias="prior") for regime, seed in draws]
+    lines = multi_label_lines(rerun + prior, superseded=legacy)
+    assert any("**the prior bias becomes the MLP head's default**" in line and "+10.00 points" in line for line in lines)
+    assert "no paired run yet" in head_bias_lines(rerun + prior)[0]  # a prior-bias record is never the base arm
+    assert [line for line in lines if line.startswith("| tags")][0] == "| tags | 8 | 30.00 ± 0.00 (3) / 20.00 ± 0.00 (3) |"
 
 
 def test_a_record_keeps_each_learning_curve_thinned_with_its_last_point():

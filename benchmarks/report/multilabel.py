@@ -35,8 +35,9 @@ def best_recipe(validation: dict[tuple, dict[int, float]], dataset: str, regime:
     return max(scored)[2] if scored else None
 
 
-def multi_label_lines(records: list[dict[str, Any]]) -> list[str]:
-    studies = head_bias_lines(records)
+def multi_label_lines(records: list[dict[str, Any]], superseded: list[dict[str, Any]] | None = None) -> list[str]:
+    """The GoEmotions table and verdicts from ``records``; a study judged on records since superseded reads those too."""
+    studies = head_bias_lines(records + (superseded or []))
     study = load_study_rules()["multi_label_head_bias"]["name"]
     records = [r for r in records if f"{r['method']} ({r.get('profile')})" != study]  # a study's arm is not a table column
     if not records:
@@ -139,28 +140,31 @@ def threshold_scheme_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def head_bias_ran(record: dict[str, Any]) -> str:
+    """The MLP head's output-bias start a record ran with (records made before the option existed ran ``random``)."""
+    return ((record.get("config") or {}).get("ft") or {}).get("head_bias", "random")
+
+
 def head_bias_lines(records: list[dict[str, Any]]) -> list[str]:
     """Issue 48's head-bias study (profiles/studies.yaml, multi_label_head_bias): the MLP head's output bias at the
-    labels' base rates against a random one, paired by (dataset, regime, seed) on the two-fold held-out score."""
+    labels' base rates against a random one, paired by (dataset, regime, seed) on the two-fold held-out score.
+
+    An arm is its column (method and profile) run with its bias: once the prior became the default, the base column's
+    new records run with the prior too, and the random-bias records it was judged on live in ``results/superseded/``."""
     rules = load_study_rules()
     study, margin = rules["multi_label_head_bias"], rules["keep_margin"]
     metric, scheme = study["metric"], study["scheme"]
-
-    def scores(column: str, measure: str) -> dict[tuple, float]:
-        found = {}
-        for record in records:
-            comparison = two_fold_comparison(record)
-            if comparison is not None and f"{record['method']} ({record.get('profile')})" == column:
-                found[(record["dataset"], str(record["regime"]), record["seed"])] = 100 * comparison[scheme][measure]
-        return found
-
-    name, base = scores(study["name"], metric), scores(study["base"], metric)
+    arms: dict[tuple[str, str], dict[tuple, dict[str, float]]] = {(study["name"], "prior"): {}, (study["base"], "random"): {}}
+    for record in records:
+        arm = arms.get((f"{record['method']} ({record.get('profile')})", head_bias_ran(record)))
+        if arm is not None and (comparison := two_fold_comparison(record)) is not None:
+            arm[(record["dataset"], str(record["regime"]), record["seed"])] = {m: 100 * comparison[scheme][m] for m in (metric, "micro_f1")}
+    name, base = arms[(study["name"], "prior")], arms[(study["base"], "random")]
     pairs = sorted(set(name) & set(base))
     if not pairs:
         return [f"- Head bias ({study['name']} against {study['base']}): no paired run yet."]
-    differences = [name[key] - base[key] for key in pairs]
-    micro_name, micro_base = scores(study["name"], "micro_f1"), scores(study["base"], "micro_f1")
-    micro = statistics.mean(micro_name[key] - micro_base[key] for key in pairs)
+    differences = [name[key][metric] - base[key][metric] for key in pairs]
+    micro = statistics.mean(name[key]["micro_f1"] - base[key]["micro_f1"] for key in pairs)
     summary, kept = paired_rule(
         differences,
         micro,
