@@ -1005,6 +1005,10 @@ def test_the_head_bias_study_pairs_its_profiles_by_draw_and_keeps_its_records_ou
     assert any("**the prior bias becomes the MLP head's default**" in line and "+10.00 points" in line for line in lines)
     assert "no paired run yet" in head_bias_lines(rerun + prior)[0]  # a prior-bias record is never the base arm
     assert [line for line in lines if line.startswith("| tags")][0] == "| tags | 8 | 30.00 ± 0.00 (3) / 20.00 ± 0.00 (3) |"
+    # and the threshold study, judged on the records of its time, reads the moved ones too
+    threshold = [line for line in lines if line.startswith("- Threshold scheme")]
+    assert threshold == [line for line in multi_label_lines(legacy + rerun + prior) if line.startswith("- Threshold scheme")]
+    assert "over 12 run(s)" in threshold[0]
 
 
 def test_a_record_keeps_each_learning_curve_thinned_with_its_last_point():

@@ -37,9 +37,11 @@ def best_recipe(validation: dict[tuple, dict[int, float]], dataset: str, regime:
 
 def multi_label_lines(records: list[dict[str, Any]], superseded: list[dict[str, Any]] | None = None) -> list[str]:
     """The GoEmotions table and verdicts from ``records``; a study judged on records since superseded reads those too."""
-    studies = head_bias_lines(records + (superseded or []))
+    every = records + (superseded or [])
+    studies = head_bias_lines(every)
     study = load_study_rules()["multi_label_head_bias"]["name"]
-    records = [r for r in records if f"{r['method']} ({r.get('profile')})" != study]  # a study's arm is not a table column
+    every = [r for r in every if f"{r['method']} ({r.get('profile')})" != study]  # a study's arm is not a table column
+    records = [r for r in records if f"{r['method']} ({r.get('profile')})" != study]
     if not records:
         return ["No multi-label run is recorded yet (`python -m benchmarks run --datasets goemotions ...` writes `results/multi_label/runs.jsonl`)."]
     at_default = [{**r, "method": f"{r['method']} at 0.5", "test": r["test_at_default_threshold"]} for r in records if r.get("test_at_default_threshold")]
@@ -81,7 +83,7 @@ def multi_label_lines(records: list[dict[str, Any]], superseded: list[dict[str, 
             f"- {dataset}, {regime}: {chosen} (chosen on validation) {reached} {PEER}'s macro-F1: {difference:+.2f} points "
             f"paired over {seeds} seeds ({outcome}, p = {p_value:.2f})."
         )
-    return [*lines, "", *threshold_scheme_lines(records), *studies]
+    return [*lines, "", *threshold_scheme_lines(every), *studies]
 
 
 def two_fold_comparison(record: dict[str, Any]) -> dict[str, dict[str, float]] | None:
