@@ -274,6 +274,7 @@ def test_the_prior_head_bias_starts_an_mlp_head_at_the_labels_base_rates(tiny_mo
             logits = head(embeddings)
         return (torch.sigmoid(logits) if data.multi_label else torch.softmax(logits, dim=-1)).mean(dim=0).numpy()
 
+    assert FTConfig().head_bias == "prior"  # the default since issue 48's head-bias study
     assert np.allclose(mean_output(multi, "prior"), smoothed, atol=0.02)
     assert np.allclose(mean_output(single, "prior"), [37 / 56, 19 / 56], atol=0.02)
     assert abs(mean_output(multi, "random")[2] - smoothed[2]) > 0.3  # a random bias starts the rare label near 0.5
