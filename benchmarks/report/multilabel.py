@@ -35,13 +35,17 @@ def best_recipe(validation: dict[tuple, dict[int, float]], dataset: str, regime:
     return max(scored)[2] if scored else None
 
 
+def column(record: dict[str, Any]) -> str:
+    """How a study in profiles/studies.yaml names a record's column: its method and profile."""
+    return f"{record['method']} ({record.get('profile')})"
+
+
 def multi_label_lines(records: list[dict[str, Any]], superseded: list[dict[str, Any]] | None = None) -> list[str]:
     """The GoEmotions table and verdicts from ``records``; a study judged on records since superseded reads those too."""
-    every = records + (superseded or [])
-    studies = head_bias_lines(every)
+    studies = head_bias_lines(records + (superseded or []))
     study = load_study_rules()["multi_label_head_bias"]["name"]
-    every = [r for r in every if f"{r['method']} ({r.get('profile')})" != study]  # a study's arm is not a table column
-    records = [r for r in records if f"{r['method']} ({r.get('profile')})" != study]
+    records = [r for r in records if column(r) != study]  # a study's arm is not a table column
+    every = records + [r for r in superseded or [] if column(r) != study]
     if not records:
         return ["No multi-label run is recorded yet (`python -m benchmarks run --datasets goemotions ...` writes `results/multi_label/runs.jsonl`)."]
     at_default = [{**r, "method": f"{r['method']} at 0.5", "test": r["test_at_default_threshold"]} for r in records if r.get("test_at_default_threshold")]
@@ -158,7 +162,7 @@ def head_bias_lines(records: list[dict[str, Any]]) -> list[str]:
     metric, scheme = study["metric"], study["scheme"]
     arms: dict[tuple[str, str], dict[tuple, dict[str, float]]] = {(study["name"], "prior"): {}, (study["base"], "random"): {}}
     for record in records:
-        arm = arms.get((f"{record['method']} ({record.get('profile')})", head_bias_ran(record)))
+        arm = arms.get((column(record), head_bias_ran(record)))
         if arm is not None and (comparison := two_fold_comparison(record)) is not None:
             arm[(record["dataset"], str(record["regime"]), record["seed"])] = {m: 100 * comparison[scheme][m] for m in (metric, "micro_f1")}
     name, base = arms[(study["name"], "prior")], arms[(study["base"], "random")]
