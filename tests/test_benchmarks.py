@@ -1039,3 +1039,29 @@ def test_the_fastfit_bar_is_paired_per_cell_and_asks_clinc150_at_8_to_beat_fastf
     assert "ft+st loses in 1 (sst2/8): **not met**." in lines[0]
     assert lines[1] == "- On clinc150 at 8 per class ft+st beats fastfit and setfit: **not met**."
     assert report.fastfit_bar_lines({}, []) == ["- No fastfit runs on test yet."]
+
+
+def test_every_live_profile_still_runs_the_head_bias_its_records_ran():
+    """A default that changes must not change what a profile means: rerunning a run with its profile would otherwise
+    train something its record does not describe (ft.head_bias became prior on 2026-12-07; records before it ran random)."""
+    from benchmarks.paths import RESULTS
+    from benchmarks.records import read_json_lines
+    from phasefit.config import FTConfig
+
+    checked, mismatched = 0, []
+    for records_file in RESULTS.rglob("*.jsonl"):
+        if "superseded" in records_file.parts:
+            continue
+        for record in read_json_lines(records_file):
+            ft = record.get("config", {}).get("ft")
+            if ft is None or ft.get("head", "mlp") != "mlp" or not run.profile_path(record["profile"]).is_file():
+                continue
+            profile = run.load_profile(record["profile"])
+            if profile.get("superseded"):
+                continue
+            checked += 1
+            runs_now = (profile.get("ft") or {}).get("head_bias", FTConfig().head_bias)
+            if runs_now != ft.get("head_bias", "random"):
+                mismatched.append((records_file.name, record["profile"], record["method"], record["seed"]))
+    assert checked > 0
+    assert not mismatched
