@@ -72,7 +72,9 @@ def test_runner_records_resumes_and_the_report_is_built(tmp_path, tiny_model, ca
     assert "| dataset | regime | 3phase | tuned-ft | setfit | dae+ft |" in cost and re.search(r"\| toy \| 8 \| [0-9.]+ \(2\) \|", cost)
     assert "- toy, 8: 3phase " in text and "dae+ft. The ablation that moves accuracy most: dae+ft." in text
     assert "Superseded" not in text
-    assert "- Superseded: 3 older records" in report.build_report(report.read_records(results.parent), tmp_path / "none.md", None, superseded=3)
+    assert "- Superseded: 3 older records" in report.build_report(
+        report.read_records(results.parent), tmp_path / "none.md", None, superseded=report.read_records(results.parent)[:3]
+    )
 
 
 def test_report_pairs_runs_by_seed_and_calls_a_tie_within_the_seed_spread():

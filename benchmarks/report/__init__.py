@@ -188,11 +188,10 @@ def build_report(
     records: list[dict[str, Any]],
     method_file: Path,
     picture: Path | None,
-    superseded: int = 0,
+    superseded: list[dict[str, Any]] | None = None,
     validation: list[dict[str, Any]] | None = None,
     held_out: list[dict[str, Any]] | None = None,
     multi_label: list[dict[str, Any]] | None = None,
-    multi_label_superseded: list[dict[str, Any]] | None = None,
 ) -> str:
     accuracy_by_seed = by_seed(records, "accuracy")
     accuracy = summarise(accuracy_by_seed)
@@ -211,7 +210,7 @@ def build_report(
     commits = sorted({r["git_commit"] for r in records})
     lines += [
         f"- Records: {len(records)}; model(s): {', '.join(models) or '–'}; profile(s): {', '.join(profiles) or '–'}; device(s): {', '.join(devices) or '–'}; commits: {', '.join(commits) or '–'}.",
-        *([f"- Superseded: {superseded} older records in `results/superseded/` are kept but not tabulated (why: its README)."] if superseded else []),
+        *([f"- Superseded: {len(superseded)} older records in `results/superseded/` are kept but not tabulated (why: its README)."] if superseded else []),
         "- Regimes: `8` / `64` labelled examples per class (seeded stratified draws), `full` = the whole training split. "
         "In the 8/64 regimes phase 1 reads the other training texts without labels, capped per profile (`cpu`: a seeded sample of 20,000 texts, one DAE per dataset).",
         "- Validation: the dataset's own split, or a stratified 20 % of train; capped per profile (`cpu`: 500 rows). Everything is chosen on validation, nothing on test: "
@@ -290,7 +289,7 @@ def build_report(
     dae_picture = picture.with_name("dae_curves.png") if picture is not None else None
     lines += dae_study_lines(held_out or [], dae_picture, os.path.relpath(dae_picture, HERE) if dae_picture else "")
     lines += ["", "## Multi-label: GoEmotions (issue 48; records in `results/multi_label/`)", ""]
-    lines += multi_label_lines(multi_label or [], multi_label_superseded)
+    lines += multi_label_lines(multi_label or [], superseded)
     lines += ["", "## Speed: 3phase on SST-2 at 64 per class (target: under 15 minutes on the 2-core CPU)", ""]
     lines += speed_lines(records)
     lines += ["", "## What each phase did (3phase runs that computed the phase; medians over seeds)", ""]
@@ -323,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     records = read_records(args.results)
     held_out = read_records(args.results / "held_out")
     multi_label = read_records(args.results / "multi_label")
-    report = build_report(records, args.method_file, RESULTS / "accuracy.png", len(superseded_records), validation, held_out, multi_label, superseded_records)
+    report = build_report(records, args.method_file, RESULTS / "accuracy.png", superseded_records, validation, held_out, multi_label)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}")
     accuracy = summarise(by_seed(records, "accuracy"))

@@ -95,11 +95,16 @@ def table(groups, keys, columns, paper=None) -> list[str]:
     return lines
 
 
+def study_column(record: dict[str, Any]) -> str:
+    """How a study in profiles/studies.yaml names a record's column: its method and profile."""
+    return f"{record['method']} ({record.get('profile')})"
+
+
 def by_profile_and_seed(records: list[dict[str, Any]], value) -> dict[tuple, dict[int, float]]:
     """{(dataset, regime, "method (profile)"): {seed: value(record)}}: the validation study's columns."""
     seeded: dict[tuple, dict[int, float]] = defaultdict(dict)
     for record in records:
-        seeded[(record["dataset"], str(record["regime"]), f"{record['method']} ({record['profile']})")][record["seed"]] = value(record)
+        seeded[(record["dataset"], str(record["regime"]), study_column(record))][record["seed"]] = value(record)
     return seeded
 
 

@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from .common import by_seed, cell, in_table_order, load_study_rules, paired_verdict, summarise, table_head
+from .common import by_seed, cell, in_table_order, load_study_rules, paired_verdict, study_column, summarise, table_head
 
 MULTI_LABEL_METHODS = ["ft+st", "3phase", "ft", "tuned-ft", "setfit"]
 PHASEFIT_RECIPES = ["ft+st", "3phase", "ft"]
@@ -35,17 +35,12 @@ def best_recipe(validation: dict[tuple, dict[int, float]], dataset: str, regime:
     return max(scored)[2] if scored else None
 
 
-def column(record: dict[str, Any]) -> str:
-    """How a study in profiles/studies.yaml names a record's column: its method and profile."""
-    return f"{record['method']} ({record.get('profile')})"
-
-
 def multi_label_lines(records: list[dict[str, Any]], superseded: list[dict[str, Any]] | None = None) -> list[str]:
     """The GoEmotions table and verdicts from ``records``; a study judged on records since superseded reads those too."""
     studies = head_bias_lines(records + (superseded or []))
     study = load_study_rules()["multi_label_head_bias"]["name"]
-    records = [r for r in records if column(r) != study]  # a study's arm is not a table column
-    every = records + [r for r in superseded or [] if column(r) != study]
+    records = [r for r in records if study_column(r) != study]  # a study's arm is not a table column
+    every = records + [r for r in superseded or [] if study_column(r) != study]
     if not records:
         return ["No multi-label run is recorded yet (`python -m benchmarks run --datasets goemotions ...` writes `results/multi_label/runs.jsonl`)."]
     at_default = [{**r, "method": f"{r['method']} at 0.5", "test": r["test_at_default_threshold"]} for r in records if r.get("test_at_default_threshold")]
@@ -162,7 +157,7 @@ def head_bias_lines(records: list[dict[str, Any]]) -> list[str]:
     metric, scheme = study["metric"], study["scheme"]
     arms: dict[tuple[str, str], dict[tuple, dict[str, float]]] = {(study["name"], "prior"): {}, (study["base"], "random"): {}}
     for record in records:
-        arm = arms.get((column(record), head_bias_ran(record)))
+        arm = arms.get((study_column(record), head_bias_ran(record)))
         if arm is not None and (comparison := two_fold_comparison(record)) is not None:
             arm[(record["dataset"], str(record["regime"]), record["seed"])] = {m: 100 * comparison[scheme][m] for m in (metric, "micro_f1")}
     name, base = arms[(study["name"], "prior")], arms[(study["base"], "random")]

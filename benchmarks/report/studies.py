@@ -8,7 +8,7 @@ from typing import Any
 
 from scipy.stats import binomtest
 
-from .common import by_profile_and_seed, compare, in_table_order, load_study_rules, paired_counts, paired_runs, paired_values, summarise, table
+from .common import by_profile_and_seed, compare, in_table_order, load_study_rules, paired_counts, paired_runs, paired_values, study_column, summarise, table
 
 
 def validation_accuracy(record: dict[str, Any]) -> float:
@@ -158,7 +158,7 @@ def held_out_lines(records: list[dict[str, Any]]) -> list[str]:
     gaps = defaultdict(list)
     for record in records:
         if record.get("validation_accuracy") is not None:
-            gaps[f"{record['method']} ({record['profile']})"].append(100 * record["validation_accuracy"] - held_out_accuracy(record))
+            gaps[study_column(record)].append(100 * record["validation_accuracy"] - held_out_accuracy(record))
     if gaps:
         shown = ", ".join(f"{name} {statistics.mean(values):+.2f} ({len(values)} runs)" for name, values in sorted(gaps.items()))
         lines.append(f"- Chosen-on part minus held-out part, mean over runs (points): {shown}.")
