@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import defaultdict
@@ -181,8 +182,9 @@ def wall_seconds_by_run_key(records) -> dict[tuple, list[float]]:
     return by_key
 
 
+@functools.cache
 def load_study_rules() -> dict[str, Any]:
-    """profiles/studies.yaml: every study's decision rule, written down before its runs."""
+    """profiles/studies.yaml: every study's decision rule, written down before its runs (read once; not to be changed)."""
     import yaml
 
     return yaml.safe_load((PROFILES / "studies.yaml").read_text(encoding="utf-8"))
