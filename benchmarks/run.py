@@ -41,6 +41,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEFAULT_RESULTS = RESULTS / "runs.jsonl"
 HELD_OUT_RESULTS = RESULTS / "held_out" / "runs.jsonl"
 MULTI_LABEL_RESULTS = RESULTS / "multi_label" / "runs.jsonl"
+NO_VALIDATION_RESULTS = RESULTS / "no_validation" / "runs.jsonl"
 TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
 SETFIT_MULTI_TARGET = "one-vs-rest"
@@ -270,6 +271,10 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
         errors.append(f"profile {profile!r} is superseded: {load_profile(profile)['superseded']}")
     elif results is not None and load_profile(profile).get("held_out_validation") and results.resolve() == DEFAULT_RESULTS.resolve():
         errors.append(f"profile {profile!r} scores on held-out validation, not test: give its runs their own --results file (e.g. {HELD_OUT_RESULTS})")
+    elif results is not None and load_profile(profile).get("no_validation_split") and results.resolve() == DEFAULT_RESULTS.resolve():
+        errors.append(
+            f"profile {profile!r} trains without the validation split, so its runs are not the table's: give them their own --results file (e.g. {NO_VALIDATION_RESULTS})"
+        )
     return errors
 
 

@@ -602,14 +602,20 @@ def test_the_runner_refuses_a_plan_with_a_typo_before_its_first_run(tmp_path, ca
     ]
 
 
-def test_a_held_out_profile_chooses_on_part_of_validation_and_is_scored_on_the_rest_never_on_test(tmp_path, capsys):
-    root = tmp_path / "data"
+def toy_splits(root: Path) -> Path:
+    """A two-class dataset folder ``toy`` under root with its own train (20 a class), validation (10) and test (5) files,
+    each text prefixed by its split."""
     (root / "toy").mkdir(parents=True)
     for split, per_class, seed in (("train", 20, 1), ("validation", 10, 2), ("test", 5, 3)):
         rows = [
             {**row, "text": f"{split} {row['text']} {number}"} for number, row in enumerate(toy_rows({"sport": per_class, "weather": per_class}, seed=seed))
         ]
         pd.DataFrame(rows).to_json(root / "toy" / f"{split}.jsonl", orient="records", lines=True)
+    return root
+
+
+def test_a_held_out_profile_chooses_on_part_of_validation_and_is_scored_on_the_rest_never_on_test(tmp_path, capsys):
+    root = toy_splits(tmp_path / "data")
     profile = {"held_out_validation": True, "max_validation_examples": 6}
     data = run.load_benchmark_data("toy", "8", 1, root, profile)
     chosen_on, scored_on = set(data.validation.texts), set(data.test.texts)
@@ -1067,3 +1073,51 @@ def test_every_live_profile_still_runs_the_head_bias_its_records_ran():
                 mismatched.append((records_file.name, record["profile"], record["method"], record["seed"]))
     assert checked > 0
     assert not mismatched
+
+
+def test_a_no_validation_run_trains_on_its_draw_alone_refits_on_all_of_it_and_is_reported_beside_the_same_draws(tmp_path, tiny_model, capsys):
+    from benchmarks.report import no_validation_lines
+
+    root = toy_splits(tmp_path / "data")
+    smoke = run.load_profile("smoke")
+    shipped = run.load_profile("no-validation")
+    assert shipped["no_validation_split"] is True and shipped["refit_on_all_labels"] == "auto"
+    profile_file = tmp_path / "no-validation.yaml"
+    profile_file.write_text(json.dumps({**smoke, "no_validation_split": True, "refit_on_all_labels": "auto"}))  # JSON is YAML
+    with pytest.raises(SystemExit):
+        run.main(["--datasets", "toy", "--regimes", "10", "--methods", "ft", "--profile", str(profile_file), "--data-root", str(root)])
+    assert "trains without the validation split, so its runs are not the table's: give them their own --results file" in capsys.readouterr().err
+
+    results = tmp_path / "no_validation" / "runs.jsonl"
+    common = ["--regimes", "10", "--seeds", "1", "--model", tiny_model, "--data-root", str(root), "--cache-dir", str(tmp_path / "cache")]
+    run.main(["--datasets", "toy", "--methods", "ft", "tuned-ft", *common, "--profile", str(profile_file), "--results", str(results)])
+    records = {record["method"]: record for record in map(json.loads, results.read_text().splitlines())}
+    assert set(records) == {"ft", "tuned-ft"}
+    for record in records.values():
+        assert record["n_train"] == 16 and record["n_validation"] == 4, "20 % of the 20-row draw chooses; the validation split is not read"
+        assert record["test_split"] == "test" and record["test"]["n_examples"] == 10
+    assert "budget_pass" in records["ft"]["phase_stats"], "the run trains again on all 20 labelled rows"
+    with_validation = tmp_path / "runs.jsonl"
+    run.main(["--datasets", "toy", "--methods", "ft", *common, "--profile", "smoke", "--results", str(with_validation)])
+    [table_run] = map(json.loads, with_validation.read_text().splitlines())
+    assert table_run["n_train"] == 20 and table_run["n_validation"] == 20
+
+    lines = no_validation_lines(list(records.values()), report.by_seed([table_run], "accuracy"))
+    assert lines[0].startswith("| dataset | regime | ft+st (no validation) | tuned-ft (no validation) | ft+st (with validation) |")
+    assert lines[2].startswith("| toy | 10 | – | ") and "(1 seed)" in lines[2]
+    assert no_validation_lines([], {}) == ["- No run yet."]
+
+
+def test_no_validation_lines_pair_each_side_by_seed():
+    from benchmarks.report import no_validation_lines
+
+    def record(method: str, seed: int, accuracy: float) -> dict:
+        return {"dataset": "sst2", "regime": "8", "method": method, "seed": seed, "test": {"accuracy": accuracy}}
+
+    alone = [record("ft+st", seed, 0.80 + seed / 100) for seed in (1, 2, 3)] + [record("tuned-ft", seed, 0.70) for seed in (1, 2, 3)]
+    table = [record("setfit", seed, 0.60 + seed / 1000) for seed in (1, 2, 3)] + [record("ft+st", seed, 0.80 + seed / 100) for seed in (1, 2)]
+    lines = no_validation_lines(alone, report.by_seed(table, "accuracy"))
+    assert lines[2] == "| sst2 | 8 | 82.00 ± 1.00 (3) | 70.00 ± 0.00 (3) | 81.50 ± 0.71 (2) | – | 60.20 ± 0.10 (3) |"
+    assert lines[4].startswith("- sst2, 8: ft+st (no validation) beats setfit: mean paired difference +21.80 points over 3 seeds")
+    assert lines[5].startswith("- sst2, 8: ft+st (no validation) beats tuned-ft (no validation): mean paired difference +12.00 points")
+    assert lines[6].startswith("- sst2, 8: ft+st (no validation) ties with ft+st (with validation): mean paired difference +0.00 points over 2 seeds")

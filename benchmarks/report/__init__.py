@@ -22,6 +22,7 @@ from .bar import (
     bar_lines,
     cost_ratio_lines,
     gap_closed_lines,
+    no_validation_lines,
     selection_optimism_lines,
     which_recipe_lines,
     write_readme_block,
@@ -143,6 +144,7 @@ __all__ = [
     "fastfit_bar_lines",
     "cost_ratio_lines",
     "gap_closed_lines",
+    "no_validation_lines",
     "coverage_lines",
     "diagnostics_lines",
     "full_regime_lines",
@@ -192,6 +194,7 @@ def build_report(
     validation: list[dict[str, Any]] | None = None,
     held_out: list[dict[str, Any]] | None = None,
     multi_label: list[dict[str, Any]] | None = None,
+    no_validation: list[dict[str, Any]] | None = None,
 ) -> str:
     accuracy_by_seed = by_seed(records, "accuracy")
     accuracy = summarise(accuracy_by_seed)
@@ -270,6 +273,16 @@ def build_report(
     lines += bar_lines(accuracy_by_seed, bar_keys, "3phase+", paired=True)
     lines += cost_ratio_lines(records)
     lines += selection_optimism_lines(records)
+    lines += ["", "## Without a validation split (issue 45; test accuracy; records in `results/no_validation/`)", ""]
+    lines += [
+        "Profile `no-validation`: the run sees only its labelled draw, the same draw as the table's runs of that seed. A "
+        "stratified 20 % of it chooses FT's steps (and tuned FT's learning rate, and the self-training rounds); then the run "
+        "trains again on every labelled row with that budget (`refit_on_all_labels: auto`, the library's default). SetFit "
+        "never reads validation, so its runs above are its side here. Mean ± sample std over seeds (number of seeds); "
+        "each comparison paired by seed (a win or a loss: paired t-test p < 0.05).",
+        "",
+    ]
+    lines += no_validation_lines(no_validation or [], accuracy_by_seed)
     lines += ["", "## The best recipe against FastFit, and many classes (issue 49's bar; test accuracy)", ""]
     lines += [
         "Paired as above (a win or a loss: paired t-test p < 0.05 over the seeds both ran). `3phase+` (the pick of the "
@@ -322,7 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     records = read_records(args.results)
     held_out = read_records(args.results / "held_out")
     multi_label = read_records(args.results / "multi_label")
-    report = build_report(records, args.method_file, RESULTS / "accuracy.png", superseded_records, validation, held_out, multi_label)
+    no_validation = read_records(args.results / "no_validation")
+    report = build_report(records, args.method_file, RESULTS / "accuracy.png", superseded_records, validation, held_out, multi_label, no_validation)
     args.output.write_text(report, encoding="utf-8")
     print(f"wrote {args.output}")
     accuracy = summarise(by_seed(records, "accuracy"))

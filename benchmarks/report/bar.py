@@ -252,3 +252,35 @@ def selection_optimism_lines(records, methods=("3phase+", "tuned-ft", "setfit"),
             worst = sorted(excess, key=lambda key: -excess[key])[:2]
             lines.append(f"- {method}'s excess over {untuned}'s gap is largest on " + " and ".join(f"{d}/{r} ({excess[(d, r)]:+.2f})" for d, r in worst) + ".")
     return lines
+
+
+NO_VALIDATION_SIDES = (
+    ("ft+st (no validation)", "no validation", "ft+st"),
+    ("tuned-ft (no validation)", "no validation", "tuned-ft"),
+    ("ft+st (with validation)", "with", "ft+st"),
+    ("tuned-ft (with validation)", "with", "tuned-ft"),
+    ("setfit", "with", "setfit"),
+)
+
+
+def no_validation_lines(records, seeded) -> list[str]:
+    """Issue 45's runs without a validation split (``records``, profile no-validation) beside the table's runs of the
+    same draws (``seeded``: :func:`by_seed` of the main records), on test accuracy; each comparison paired by seed."""
+    from .common import by_seed, cell, table_head
+
+    alone = by_seed(records, "accuracy")
+    keys = in_table_order({(d, r) for d, r, _ in alone})
+    if not keys:
+        return ["- No run yet."]
+    source = {"no validation": alone, "with": seeded}
+    lines = table_head(["dataset", "regime", *(name for name, _, _ in NO_VALIDATION_SIDES)])
+    for dataset, regime in keys:
+        row = [cell(list(source[which].get((dataset, regime, method), {}).values())) for _, which, method in NO_VALIDATION_SIDES]
+        lines.append(f"| {dataset} | {regime} | " + " | ".join(row) + " |")
+    lines.append("")
+    challenger, tuned_alone, with_validation, _, setfit = NO_VALIDATION_SIDES
+    for dataset, regime in keys:
+        mine = alone.get((dataset, regime, challenger[2]), {})
+        for name, which, method in (setfit, tuned_alone, with_validation):
+            lines.append(paired_line(mine, source[which].get((dataset, regime, method), {}), dataset, regime, challenger[0], name)[1])
+    return lines
