@@ -182,7 +182,7 @@ def test_the_refit_decision_follows_the_option_and_the_count_of_labels(toy_folde
     from phasefit import load_data
     from phasefit.config import RunConfig
     from phasefit.data import with_validation_merged, without_validation_split
-    from phasefit.pipeline import refit_budget, refits_on_all_labels
+    from phasefit.pipeline import checkpoint_metric, refit_budget, refits_on_all_labels, validation_carved_from_few
 
     carved = load_data(toy_folder, seed=0)  # no validation file: a stratified 20 % of the 72 rows held out
     assert carved.validation_carved and refits_on_all_labels(RunConfig(refit_on_all_labels="auto"), carved)
@@ -195,6 +195,9 @@ def test_the_refit_decision_follows_the_option_and_the_count_of_labels(toy_folde
     assert not given.validation_carved and not refits_on_all_labels(RunConfig(refit_on_all_labels="always"), given)
     many = dataclasses.replace(carved, train=Split(carved.train.texts * 6, carved.train.labels * 6))  # over 100 rows a class
     assert not refits_on_all_labels(RunConfig(refit_on_all_labels="auto"), many) and refits_on_all_labels(RunConfig(refit_on_all_labels="always"), many)
+    assert validation_carved_from_few(carved) and not any(validation_carved_from_few(data) for data in (drawn, given, many))
+    assert [checkpoint_metric("auto", data) for data in (carved, drawn, given, many)] == ["loss", "accuracy", "accuracy", "accuracy"]
+    assert checkpoint_metric("accuracy", carved) == "accuracy" and checkpoint_metric("macro_f1", carved) == "macro_f1", "a metric asked for is kept"
 
     user = without_validation_split(load_data(toy_folder, seed=0, samples_per_class=5), 0.2, seed=1)
     assert len(user.train) + len(user.validation) == 15 and user.validation_carved
@@ -218,6 +221,7 @@ def test_without_a_validation_split_the_run_refits_on_every_labelled_row(toy_fol
     user = without_validation_split(load_data(toy_folder, seed=0, samples_per_class=5), 0.2, seed=1)
     result = train(user, {**fast_options, "recipe": "ft+st", "refit_on_all_labels": "auto", "st": {"per_class": 4, "confidence": 0.0}})
     budget = result.phase_stats["budget_pass"]
+    assert "best_validation_loss" in budget["ft"] and "best_validation_loss" in budget["st"], "3 carved rows a class choose by their loss"
     assert result.phase_stats["ft"]["steps"] == max(1, budget["ft"]["best_step"]) and result.phase_stats["ft"]["evaluations"] == 0
     kept = [entry for entry in budget["st"]["rounds"] if entry["kept"]]
     assert [entry["steps"] for entry in result.phase_stats["st"]["rounds"]] == [max(1, entry["best_step"]) for entry in kept]

@@ -104,7 +104,9 @@ class FTConfig:
     ``fixed_steps``: train exactly this many optimiser steps, with no evaluation and no stopping (a budget chosen
     before, as the refit on all labels does). Multi-label: one sigmoid output per label, binary cross-entropy; the
     decision ``threshold`` (``global``, or ``per_label``) is chosen on validation after training; ``micro_f1`` is
-    the metric to pick checkpoints on (``accuracy`` is then subset accuracy).
+    the metric to pick checkpoints on (``accuracy`` is then subset accuracy). ``metric: auto`` (the default) is
+    ``micro_f1`` for multi-label data, ``loss`` when the validation rows were held out of few labelled ones (see
+    :func:`phasefit.pipeline.validation_carved_from_few`), and ``accuracy`` otherwise.
     """
 
     epochs: float = 50.0
@@ -116,7 +118,7 @@ class FTConfig:
     dropout: float = 0.1
     freeze_encoder: bool = False
     patience: int = 5
-    metric: str = "accuracy"
+    metric: str = "auto"
     weight_decay: float = 0.01
     gradient_accumulation: int = 1
     learning_rate_grid: list[float] = field(default_factory=list)
@@ -227,7 +229,7 @@ _CHECKS: dict[str, tuple[str, typing.Callable[[Any], bool]]] = {
     "patience": (">= 1", lambda v: v >= 1),
     "min_steps": (">= 0", lambda v: v >= 0),
     "weight_decay": (">= 0", lambda v: v >= 0),
-    "metric": ("one of loss, accuracy, macro_f1, micro_f1", lambda v: v in {"loss", "accuracy", "macro_f1", "micro_f1"}),
+    "metric": ("one of auto, loss, accuracy, macro_f1, micro_f1", lambda v: v in {"auto", "loss", "accuracy", "macro_f1", "micro_f1"}),
     "threshold": ("global or per_label", lambda v: v in {"global", "per_label"}),
     "gradient_accumulation": ("a whole number >= 1", lambda v: v >= 1),
     "warmup": ("a fraction of the phase's steps in [0, 1)", lambda v: 0 <= v < 1),

@@ -200,6 +200,7 @@ def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: 
     """
     if data.multi_label and config.head_refit != "none":
         raise ConfigError(f"option ft.head_refit {config.head_refit!r} refits a single-label head; a multi-label run takes 'none'.")
+    config = with_concrete_metric(config, data)
     head, stats = fit_classifier(run.limit_tokens(encoder), data, config, run)
     if data.multi_label:
         return head, {**stats, **label_thresholds(encoder, head, data, config, compare_schemes=True)}
@@ -265,6 +266,14 @@ def label_thresholds(encoder: SentenceTransformer, head: nn.Module, data: FTData
     return stats
 
 
+def with_concrete_metric(config: FTConfig, data: FTData) -> FTConfig:
+    """``config`` with ``metric: auto`` as a direct call of FT or self-training resolves it: micro-F1 for multi-label
+    data, else accuracy (a run resolves it from its data first, see :func:`phasefit.pipeline.checkpoint_metric`)."""
+    if config.metric != "auto":
+        return config
+    return dataclasses.replace(config, metric="micro_f1" if data.multi_label else "accuracy")
+
+
 def best_validation(stats: dict[str, Any], config: FTConfig) -> float:
     """The validation ``config.metric`` a trained FT reached (its best checkpoint's)."""
     return float(stats["best_validation_" + config.metric])
@@ -282,6 +291,7 @@ def refit_logistic_head(encoder: SentenceTransformer, data: FTData, config: FTCo
     """
     from sklearn.linear_model import LogisticRegression
 
+    config = with_concrete_metric(config, data)
     labels = np.asarray(data.train_labels)
     if len(np.unique(labels)) < 2:
         raise ConfigError("option ft.head_refit 'logistic' needs labelled texts of at least two classes.")
@@ -311,7 +321,9 @@ def fit_classifier(
     encoder: SentenceTransformer, data: FTData, config: FTConfig, run: PhaseRun, initial_head: nn.Module | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """FT's training: once, or once per rate of ``config.learning_rate_grid`` keeping the best; the head starts as
-    a copy of ``initial_head`` (a self-training student that starts from its teacher) or as :func:`new_head` makes it."""
+    a copy of ``initial_head`` (a self-training student that starts from its teacher) or as :func:`new_head` makes it.
+    ``metric: auto`` is resolved by :func:`with_concrete_metric`."""
+    config = with_concrete_metric(config, data)
     if not config.learning_rate_grid:
         return _train_once(encoder, data, config, run, initial_head)
     start = state_copy(encoder)

@@ -30,7 +30,18 @@ from ..config import FTConfig, STConfig
 from ..distributed import is_main_process, wait_for_everyone
 from ..model import EncoderClassifier, PhaseFitModel
 from .common import PhaseRun
-from .ft import ConsistencyTexts, FTData, PseudoRows, best_validation, better, fit_classifier, label_thresholds, new_head, state_copy
+from .ft import (
+    ConsistencyTexts,
+    FTData,
+    PseudoRows,
+    best_validation,
+    better,
+    fit_classifier,
+    label_thresholds,
+    new_head,
+    state_copy,
+    with_concrete_metric,
+)
 
 
 def normalised(text: str) -> str:
@@ -180,6 +191,7 @@ def train_st(
     With ``round_steps`` (a budget chosen before, on validation rows that now train too) there is one
     round per entry, its student trains exactly that many steps, and every student is kept.
     """
+    ft_config = with_concrete_metric(ft_config, data)
     fixed = round_steps is not None
     rounds = len(round_steps) if fixed else config.rounds
     run.limit_tokens(encoder)
