@@ -395,6 +395,8 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
     """
     from phasefit import train
 
+    if data.validation_carved:
+        return run_tuned_ft_on_carved_rows(data, options, work_dir, clock)
     trials_file = work_dir / "trials.jsonl" if work_dir else None
     finished = {trial["learning_rate"]: trial for trial in read_json_lines(trials_file)} if trials_file else {}
     trials = []
@@ -426,6 +428,22 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
         "grid": [{key: value for key, value in trial.items() if key in ("learning_rate", "ft_stats") or key.startswith("validation_")} for trial in trials],
         "chosen_learning_rate": best["learning_rate"],
         "config": {**best["config"], "recipe": "ft", "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)},
+    }
+
+
+def run_tuned_ft_on_carved_rows(data, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
+    """Tuned FT when the validation rows were carved out of the labelled draw (no validation split): the library's own
+    learning-rate grid, as a user would run it. It chooses the rate by what FT chooses its checkpoint by (their loss when
+    they are few) and trains on all labels once with it; a trial per rate would choose by their saturating accuracy and
+    train on all labels three times."""
+    grid_options = {**options, "ft": {**options.get("ft", {}), "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)}}
+    outcome = run_phasefit(data, "ft", grid_options, work_dir, clock)
+    choosing = outcome["phase_stats"].get("budget_pass", outcome["phase_stats"])["ft"]
+    return {
+        **outcome,
+        "grid": choosing["learning_rate_trials"],
+        "chosen_learning_rate": choosing["chosen_learning_rate"],
+        "config": {**outcome["config"], "learning_rate_grid": list(TUNED_FT_LEARNING_RATES)},
     }
 
 

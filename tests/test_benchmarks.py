@@ -1097,6 +1097,14 @@ def test_a_no_validation_run_trains_on_its_draw_alone_refits_on_all_of_it_and_is
         assert record["n_train"] == 16 and record["n_validation"] == 4, "20 % of the 20-row draw chooses; the validation split is not read"
         assert record["test_split"] == "test" and record["test"]["n_examples"] == 10
     assert "budget_pass" in records["ft"]["phase_stats"], "the run trains again on all 20 labelled rows"
+    tuned = records["tuned-ft"]
+    losses = {trial["learning_rate"]: trial["best_validation_loss"] for trial in tuned["grid"]}
+    assert sorted(losses) == sorted(run.TUNED_FT_LEARNING_RATES), "one trial a rate, each chosen on the 4 carved rows"
+    assert tuned["chosen_learning_rate"] == min(losses, key=lambda rate: (losses[rate], rate)), "the rate is chosen by their loss"
+    refit = tuned["phase_stats"]["ft"]
+    assert tuned["phase_stats"]["budget_pass"]["ft"]["chosen_learning_rate"] == tuned["chosen_learning_rate"]
+    assert refit["steps"] == tuned["config"]["ft"]["fixed_steps"] and tuned["config"]["ft"]["learning_rate"] == tuned["chosen_learning_rate"]
+    assert "learning_rate_trials" not in refit, "all labels are trained on once, at the chosen rate"
     with_validation = tmp_path / "runs.jsonl"
     run.main(["--datasets", "toy", "--methods", "ft", *common, "--profile", "smoke", "--results", str(with_validation)])
     [table_run] = map(json.loads, with_validation.read_text().splitlines())
