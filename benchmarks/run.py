@@ -394,8 +394,9 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
     last checkpoint (otherwise it is trained again, without checkpoint writes in its wall time).
     """
     from phasefit import train
+    from phasefit.pipeline import validation_carved_from_few
 
-    if data.validation_carved:
+    if validation_carved_from_few(data):
         return run_tuned_ft_on_carved_rows(data, options, work_dir, clock)
     trials_file = work_dir / "trials.jsonl" if work_dir else None
     finished = {trial["learning_rate"]: trial for trial in read_json_lines(trials_file)} if trials_file else {}
@@ -432,7 +433,7 @@ def run_tuned_ft(data, options: dict[str, Any], work_dir: Path | None, clock: Ru
 
 
 def run_tuned_ft_on_carved_rows(data, options: dict[str, Any], work_dir: Path | None, clock: RunClock) -> dict[str, Any]:
-    """Tuned FT when the validation rows were carved out of the labelled draw (no validation split): the library's own
+    """Tuned FT when the validation rows were carved out of few labelled ones (no validation split): the library's own
     learning-rate grid, as a user would run it. It chooses the rate by what FT chooses its checkpoint by (their loss when
     they are few) and trains on all labels once with it; a trial per rate would choose by their saturating accuracy and
     train on all labels three times."""

@@ -263,6 +263,9 @@ def toy_tuned_ft_sweep(tmp_path, tiny_model, regime: str, methods: list[str], tr
     (root / "toy").mkdir(parents=True)
     pd.DataFrame(toy_rows({"sport": train_per_class, "weather": train_per_class}, seed=1)).to_json(root / "toy" / "train.jsonl", orient="records", lines=True)
     pd.DataFrame(toy_rows({"sport": 4, "weather": 4}, seed=2)).to_json(root / "toy" / "test.jsonl", orient="records", lines=True)
+    # A validation file, as every benchmark dataset has: without one the few rows carved out of train would send tuned-ft
+    # through the library's grid (run_tuned_ft_on_carved_rows), not the trials these tests stop and resume.
+    pd.DataFrame(toy_rows({"sport": 4, "weather": 4}, seed=3)).to_json(root / "toy" / "validation.jsonl", orient="records", lines=True)
     results, cache = tmp_path / "runs.jsonl", tmp_path / "cache"
     args = [
         "--datasets",
