@@ -200,7 +200,6 @@ def train_ft(encoder: SentenceTransformer, data: FTData, config: FTConfig, run: 
     """
     if data.multi_label and config.head_refit != "none":
         raise ConfigError(f"option ft.head_refit {config.head_refit!r} refits a single-label head; a multi-label run takes 'none'.")
-    config = with_concrete_metric(config, data)
     head, stats = fit_classifier(run.limit_tokens(encoder), data, config, run)
     if data.multi_label:
         return head, {**stats, **label_thresholds(encoder, head, data, config, compare_schemes=True)}
