@@ -572,6 +572,18 @@ def checkout_relative(path: str | None) -> str | None:
     return str(resolved.relative_to(checkout)) if resolved.is_relative_to(checkout) else resolved.name
 
 
+def with_ft_reading_capped(options: dict[str, Any], max_texts: int | None, n_train: int) -> dict[str, Any]:
+    """Profile ``ft_max_texts``: FT reads at most that many training texts (its epochs cut to ``max_texts / n_train``),
+    so that full-data references on large splits end within a sitting (profile full-capped)."""
+    if not max_texts:
+        return options
+    from phasefit.config import FTConfig
+
+    ft = options.get("ft", {})
+    epochs = min(ft.get("epochs", FTConfig.epochs), max_texts / n_train)
+    return {**options, "ft": {**ft, "epochs": epochs}}
+
+
 def run_one(
     dataset: str, regime: str, method: str, seed: int, model: str, profile_name: str, data_root: Path, cache_dir: str | None, work_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -579,7 +591,7 @@ def run_one(
     commit = git_commit()  # the code the run starts with, even if the checkout moves on while it trains
     clock = RunClock(work_dir, commit)
     data = load_benchmark_data(dataset, regime, seed, data_root, profile)
-    options = phasefit_options(profile, model, seed, cache_dir)
+    options = with_ft_reading_capped(phasefit_options(profile, model, seed, cache_dir), profile.get("ft_max_texts"), len(data.train))
     if method == "tuned-ft":
         outcome = run_tuned_ft(data, options, work_dir, clock, checkpoint_trials=regime in RESUMABLE_REGIMES)
     elif method == "setfit":

@@ -730,6 +730,22 @@ def test_the_gap_bar_reads_how_much_of_the_way_to_full_data_the_challenger_goes(
     assert ag_news == "- ag_news: not measured yet (no tuned-ft at full)."
 
 
+def test_the_gap_bar_takes_a_capped_full_data_run_only_as_a_lower_bound():
+    seeded = {
+        ("sst2", "8", "tuned-ft"): {1: 70.0},
+        ("sst2", "8", "ft+st"): {1: 74.0},
+        ("ag_news", "8", "tuned-ft"): {1: 80.0},
+        ("ag_news", "8", "ft+st"): {1: 86.0},
+    }
+    capped = {("sst2", "full", "tuned-ft"): {1: 90.0}, ("ag_news", "full", "tuned-ft"): {1: 88.0}}
+    sst2, ag_news = report.gap_closed_lines(seeded, capped=capped)
+    assert "full-data FT capped (profile full-capped, a lower bound) 90.00" in sst2 and "closes 20% of the gap" in sst2
+    assert "**not met** (it holds against the uncapped reference" in sst2
+    assert "closes 75% of the gap" in ag_news and "**met against the capped reference only**" in ag_news
+    uncapped = {**seeded, ("sst2", "full", "tuned-ft"): {1: 78.0}}
+    assert "full-data FT 78.00" in report.gap_closed_lines(uncapped, capped=capped)[0], "an uncapped run is the reference when there is one"
+
+
 def test_a_study_with_a_plan_gets_no_verdict_before_all_its_paired_runs_are_in():
     records = [
         held_out_record("ft+st", profile, seed, 0.90 + 0.05 * (profile == "held-out-st-scale"), 0.9)
@@ -1132,3 +1148,13 @@ def test_no_validation_lines_pair_each_side_by_seed():
     assert lines[4].startswith("- sst2, 8: ft+st (no validation) beats setfit: mean paired difference +21.80 points over 3 seeds")
     assert lines[5].startswith("- sst2, 8: ft+st (no validation) beats tuned-ft (no validation): mean paired difference +12.00 points")
     assert lines[6].startswith("- sst2, 8: ft+st (no validation) ties with ft+st (with validation): mean paired difference +0.00 points over 2 seeds")
+
+
+def test_a_capped_profile_cuts_fts_epochs_to_the_texts_it_may_read():
+    options = {"ft": {"epochs": 1, "head_bias": "random"}, "seed": 1}
+    assert run.with_ft_reading_capped(options, 20000, 80000) == {"ft": {"epochs": 0.25, "head_bias": "random"}, "seed": 1}
+    assert run.with_ft_reading_capped(options, 20000, 9000)["ft"]["epochs"] == 1, "a split under the cap is read once, as the profile says"
+    assert run.with_ft_reading_capped({}, 1000, 100_000)["ft"]["epochs"] == 0.01
+    assert run.with_ft_reading_capped(options, None, 80000) is options
+    profile = run.load_profile("full-capped")
+    assert profile["ft_max_texts"] == 20000 and profile["ft"]["epochs"] == 1

@@ -122,24 +122,38 @@ WHICH_RECIPE_METHODS = ("ft+st", "3phase+", "3phase", "ft", "tuned-ft", "setfit"
 SUCCESSORS = {"3phase+": "ft+st"}
 
 
-def gap_closed_lines(seeded, challenger: str = "ft+st", datasets: tuple[str, ...] = ("sst2", "ag_news"), regime: str = "8") -> list[str]:
+def gap_closed_lines(seeded, challenger: str = "ft+st", datasets: tuple[str, ...] = ("sst2", "ag_news"), regime: str = "8", capped=None) -> list[str]:
     """Issue 45's second bar: how much of the gap between tuned FT at 8 per class and full-data fine-tuning (tuned FT on
-    the whole training split) the challenger closes at 8 per class, from the means over seeds; the bar is half."""
+    the whole training split) the challenger closes at 8 per class, from the means over seeds; the bar is half.
+
+    Where no uncapped full-data run exists, ``capped`` (seeded scores of tuned FT at full under profile full-capped: FT
+    reads at most 20,000 texts per rate) stands in as a lower bound: "not met" against it holds against the uncapped reference too, "met"
+    does not."""
     lines = []
+    capped = capped or {}
     for dataset in datasets:
         cells = {"low": (dataset, regime, "tuned-ft"), "full": (dataset, "full", "tuned-ft"), "mine": (dataset, regime, challenger)}
-        missing = [f"{method} at {where}" for (_, where, method) in cells.values() if not seeded.get((dataset, where, method))]
+        reference = seeded
+        if not seeded.get(cells["full"]) and capped.get(cells["full"]):
+            reference = {**seeded, cells["full"]: capped[cells["full"]]}
+        missing = [f"{method} at {where}" for (_, where, method) in cells.values() if not reference.get((dataset, where, method))]
         if missing:
             lines.append(f"- {dataset}: not measured yet (no {', '.join(missing)}).")
             continue
-        low, full, mine = (statistics.mean(seeded[key].values()) for key in cells.values())
+        is_capped = reference is not seeded
+        name = "full-data FT capped (profile full-capped, a lower bound)" if is_capped else "full-data FT"
+        low, full, mine = (statistics.mean(reference[key].values()) for key in cells.values())
         if full <= low:
-            lines.append(f"- {dataset}: full-data FT ({full:.2f}) is no better than tuned FT at {regime} per class ({low:.2f}): no gap to close.")
+            lines.append(f"- {dataset}: {name} ({full:.2f}) is no better than tuned FT at {regime} per class ({low:.2f}): no gap to close.")
             continue
         share = (mine - low) / (full - low)
+        if share < 0.5:
+            verdict = "**not met**" + (" (it holds against the uncapped reference, whose accuracy is expected to be at least as high)" if is_capped else "")
+        else:
+            verdict = "**met against the capped reference only** (the uncapped run decides)" if is_capped else "**met**"
         lines.append(
-            f"- {dataset}: tuned FT at {regime} per class {low:.2f}, full-data FT {full:.2f} ({len(seeded[cells['full']])} seed(s)), "
-            f"{challenger} at {regime} per class {mine:.2f}: it closes {share:.0%} of the gap (bar: at least half): **{'met' if share >= 0.5 else 'not met'}**."
+            f"- {dataset}: tuned FT at {regime} per class {low:.2f}, {name} {full:.2f} ({len(reference[cells['full']])} seed(s)), "
+            f"{challenger} at {regime} per class {mine:.2f}: it closes {share:.0%} of the gap (bar: at least half): {verdict}."
         )
     return lines
 
