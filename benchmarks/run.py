@@ -42,6 +42,8 @@ DEFAULT_RESULTS = RESULTS / "runs.jsonl"
 HELD_OUT_RESULTS = RESULTS / "held_out" / "runs.jsonl"
 MULTI_LABEL_RESULTS = RESULTS / "multi_label" / "runs.jsonl"
 NO_VALIDATION_RESULTS = RESULTS / "no_validation" / "runs.jsonl"
+PAPER_CAPPED_RESULTS = RESULTS / "paper_capped" / "runs.jsonl"
+CAPPED_KEYS = {"ft_max_texts", "cl_max_pairs"}
 TUNED_FT_LEARNING_RATES = (2e-5, 5e-5, 1e-4)
 SETFIT_DEFAULTS = {"num_iterations": 20, "num_epochs": 1, "batch_size": 16}
 SETFIT_MULTI_TARGET = "one-vs-rest"
@@ -271,6 +273,11 @@ def plan_errors(datasets: list[str], regimes: list[str], methods: list[str], dat
         errors.append(f"profile {profile!r} is superseded: {load_profile(profile)['superseded']}")
     elif results is not None and load_profile(profile).get("held_out_validation") and results.resolve() == DEFAULT_RESULTS.resolve():
         errors.append(f"profile {profile!r} scores on held-out validation, not test: give its runs their own --results file (e.g. {HELD_OUT_RESULTS})")
+    elif results is not None and CAPPED_KEYS & set(load_profile(profile)) and results.resolve() == DEFAULT_RESULTS.resolve():
+        errors.append(
+            f"profile {profile!r} caps what its phases read ({', '.join(sorted(CAPPED_KEYS & set(load_profile(profile))))}), so its runs are not the table's: "
+            f"give them their own --results file (e.g. {PAPER_CAPPED_RESULTS})"
+        )
     elif results is not None and load_profile(profile).get("no_validation_split") and results.resolve() == DEFAULT_RESULTS.resolve():
         errors.append(
             f"profile {profile!r} trains without the validation split, so its runs are not the table's: give them their own --results file (e.g. {NO_VALIDATION_RESULTS})"
@@ -572,16 +579,22 @@ def checkout_relative(path: str | None) -> str | None:
     return str(resolved.relative_to(checkout)) if resolved.is_relative_to(checkout) else resolved.name
 
 
-def with_ft_reading_capped(options: dict[str, Any], max_texts: int | None, n_train: int) -> dict[str, Any]:
-    """Profile ``ft_max_texts``: FT reads at most that many training texts (its epochs cut to ``max_texts / n_train``),
-    so that full-data references on large splits end within a sitting (profile full-capped)."""
-    if not max_texts:
-        return options
-    from phasefit.config import FTConfig
+def with_reading_capped(options: dict[str, Any], profile: dict[str, Any], n_train: int) -> dict[str, Any]:
+    """Profile ``ft_max_texts`` and ``cl_max_pairs``: FT reads at most that many training texts, CL and Joint at most that
+    many pairs (about ``pairs_per_example`` a training row an epoch), their epochs cut to fit, so that full-data runs end
+    within a sitting (profiles full-capped, paper-capped). The DAE's own ``max_texts`` caps phase 1."""
+    from phasefit.config import CLConfig, FTConfig, JointConfig
 
-    ft = options.get("ft", {})
-    epochs = min(ft.get("epochs", FTConfig.epochs), max_texts / n_train)
-    return {**options, "ft": {**ft, "epochs": epochs}}
+    caps = {"ft": (profile.get("ft_max_texts"), FTConfig, 1.0)}
+    for phase, defaults in (("cl", CLConfig), ("joint", JointConfig)):
+        pairs_per_row = options.get(phase, {}).get("pairs_per_example", defaults.pairs_per_example)
+        caps[phase] = (profile.get("cl_max_pairs"), defaults, pairs_per_row)
+    capped = dict(options)
+    for phase, (cap, defaults, examples_per_row) in caps.items():
+        if cap:
+            chosen = options.get(phase, {})
+            capped[phase] = {**chosen, "epochs": min(chosen.get("epochs", defaults.epochs), cap / (examples_per_row * n_train))}
+    return capped
 
 
 def run_one(
@@ -591,7 +604,7 @@ def run_one(
     commit = git_commit()  # the code the run starts with, even if the checkout moves on while it trains
     clock = RunClock(work_dir, commit)
     data = load_benchmark_data(dataset, regime, seed, data_root, profile)
-    options = with_ft_reading_capped(phasefit_options(profile, model, seed, cache_dir), profile.get("ft_max_texts"), len(data.train))
+    options = with_reading_capped(phasefit_options(profile, model, seed, cache_dir), profile, len(data.train))
     if method == "tuned-ft":
         outcome = run_tuned_ft(data, options, work_dir, clock, checkpoint_trials=regime in RESUMABLE_REGIMES)
     elif method == "setfit":

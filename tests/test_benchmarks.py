@@ -1068,6 +1068,18 @@ def test_the_fastfit_bar_is_paired_per_cell_and_asks_clinc150_at_8_to_beat_fastf
     assert report.fastfit_bar_lines({}, []) == ["- No fastfit runs on test yet."]
 
 
+def test_the_imbalanced_clinc150_cell_judges_3phase_against_no_imb_and_ft_paired():
+    cell = ("clinc150-imbalanced", "full")
+    assert report.imbalanced_cell_lines({}) == ["- clinc150-imbalanced, full: no 3phase run yet."]
+    seeded = {(*cell, "ft"): {1: 80.0, 2: 81.0}}
+    assert report.imbalanced_cell_lines(seeded) == ["- clinc150-imbalanced, full: no 3phase run yet (ft ran)."]
+    seeded[(*cell, "3phase")] = {1: 83.0, 2: 84.5, 3: 85.0}
+    seeded[(*cell, "no-imb")] = {1: 83.1}
+    lines = report.imbalanced_cell_lines(seeded)
+    assert lines[0] == "- clinc150-imbalanced, full: 3phase has too few shared seeds against no-imb."
+    assert lines[1].startswith("- clinc150-imbalanced, full: 3phase beats ft: mean paired difference +3.25 points over 2 seeds")
+
+
 def test_every_live_profile_still_runs_the_head_bias_its_records_ran():
     """A default that changes must not change what a profile means: rerunning a run with its profile would otherwise
     train something its record does not describe (ft.head_bias became prior on 2026-12-07; records before it ran random)."""
@@ -1150,11 +1162,31 @@ def test_no_validation_lines_pair_each_side_by_seed():
     assert lines[6].startswith("- sst2, 8: ft+st (no validation) ties with ft+st (with validation): mean paired difference +0.00 points over 2 seeds")
 
 
-def test_a_capped_profile_cuts_fts_epochs_to_the_texts_it_may_read():
+def test_a_capped_profile_cuts_each_phases_epochs_to_what_it_may_read():
     options = {"ft": {"epochs": 1, "head_bias": "random"}, "seed": 1}
-    assert run.with_ft_reading_capped(options, 20000, 80000) == {"ft": {"epochs": 0.25, "head_bias": "random"}, "seed": 1}
-    assert run.with_ft_reading_capped(options, 20000, 9000)["ft"]["epochs"] == 1, "a split under the cap is read once, as the profile says"
-    assert run.with_ft_reading_capped({}, 1000, 100_000)["ft"]["epochs"] == 0.01
-    assert run.with_ft_reading_capped(options, None, 80000) is options
+    capped = {"ft_max_texts": 20000}
+    assert run.with_reading_capped(options, capped, 80000) == {"ft": {"epochs": 0.25, "head_bias": "random"}, "seed": 1}
+    assert run.with_reading_capped(options, capped, 9000)["ft"]["epochs"] == 1, "a split under the cap is read once, as the profile says"
+    assert run.with_reading_capped({}, {"ft_max_texts": 1000}, 100_000)["ft"]["epochs"] == 0.01
+    assert run.with_reading_capped(options, {}, 80000) == options
+    # CL and Joint read about pairs_per_example pairs a row an epoch (4 by default): 20,000 pairs of 10,000 rows is half an epoch.
+    both = run.with_reading_capped({"cl": {"epochs": 3}, "joint": {"pairs_per_example": 2}}, {"cl_max_pairs": 20000, "ft_max_texts": 20000}, 10000)
+    assert both["cl"]["epochs"] == 0.5 and both["joint"]["epochs"] == 1 and both["ft"]["epochs"] == 2
+    assert run.with_reading_capped({"cl": {"epochs": 3}}, {"cl_max_pairs": 20000}, 1000)["cl"]["epochs"] == 3
     profile = run.load_profile("full-capped")
     assert profile["ft_max_texts"] == 20000 and profile["ft"]["epochs"] == 1
+    paper = run.load_profile("paper-capped")
+    assert paper["ft_max_texts"] == paper["cl_max_pairs"] == paper["dae"]["max_texts"] == 20000
+
+
+def test_capped_runs_keep_their_own_file_and_judge_a_full_data_cell_only_where_no_uncapped_run_exists(tmp_path):
+    root = toy_splits(tmp_path / "data")
+    refused = run.plan_errors(["toy"], ["full"], ["3phase"], root, "paper-capped", run.DEFAULT_RESULTS)
+    assert len(refused) == 1 and "caps what its phases read (cl_max_pairs, ft_max_texts)" in refused[0] and "paper_capped" in refused[0]
+    assert run.plan_errors(["toy"], ["full"], ["3phase"], root, "paper-capped", run.PAPER_CAPPED_RESULTS) == []
+    seeded = {("snips", "full", "ft"): {1: 98.0}, ("snips", "8", "3phase"): {1: 90.0}}
+    capped = {("snips", "full", "3phase"): {1: 97.0}, ("atis", "full", "3phase"): {1: 95.0}, ("atis", "full", "no-imb"): {1: 94.0}}
+    merged, taken = report.with_capped_full_cells(seeded, capped)
+    assert taken == ["atis/full"], "snips/full has an uncapped run: its capped runs are not mixed in"
+    assert merged == {**seeded, ("atis", "full", "3phase"): {1: 95.0}, ("atis", "full", "no-imb"): {1: 94.0}}
+    assert report.capped_cells_line(taken)[0].startswith("- Judged under a cap (profile paper-capped") and report.capped_cells_line([]) == []

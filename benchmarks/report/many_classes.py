@@ -42,3 +42,16 @@ def fastfit_bar_lines(seeded, keys, challenger: str = "ft+st", peer: str = "fast
         + ("" if len(many) == 2 else f" ({challenger}, {peer} and setfit must all have run there.)")
     )
     return summary + out + [line for _, line in many if line not in out]
+
+
+IMBALANCED_CELL = ("clinc150-imbalanced", "full")
+
+
+def imbalanced_cell_lines(seeded, cell: tuple[str, str] = IMBALANCED_CELL, recipe: str = "3phase", against: tuple[str, ...] = ("no-imb", "ft")) -> list[str]:
+    """Issue 49's imbalanced full-data cell: 3phase against its run without the imbalance correction (no-imb) and against
+    plain FT, paired on the seeds both ran, where the correction has something to correct."""
+    dataset, regime = cell
+    if not seeded.get((dataset, regime, recipe)):
+        ran = [method for method in against if seeded.get((dataset, regime, method))]
+        return [f"- {dataset}, {regime}: no {recipe} run yet" + (f" ({', '.join(ran)} ran)." if ran else ".")]
+    return [paired_line(seeded[(dataset, regime, recipe)], seeded.get((dataset, regime, other), {}), dataset, regime, recipe, other)[1] for other in against]

@@ -302,3 +302,19 @@ def regime_expectation_lines(seeded) -> list[str]:
             + (f"; not judged yet on {', '.join(unjudged)}." if unjudged else ".")
         )
     return lines
+
+
+CAPPED_PROFILE_WORDS = "profile paper-capped: each phase reads at most 20,000 examples; records in `results/paper_capped/`"
+
+
+def with_capped_full_cells(seeded, capped) -> tuple[dict, list[str]]:
+    """The seeded scores with each full-data cell that has no uncapped run of any method taken whole from ``capped``
+    (never one method capped beside another uncapped), and the cells so taken, as "dataset/full"."""
+    uncapped_cells = {(d, r) for d, r, _ in seeded if r == "full"}
+    taken = {(d, r) for d, r, _ in capped if r == "full" and (d, r) not in uncapped_cells}
+    merged = {**seeded, **{key: scores for key, scores in capped.items() if key[:2] in taken}}
+    return merged, [f"{d}/{r}" for d, r in sorted(taken)]
+
+
+def capped_cells_line(taken: list[str]) -> list[str]:
+    return [f"- Judged under a cap ({CAPPED_PROFILE_WORDS}): {', '.join(taken)}."] if taken else []
