@@ -361,5 +361,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.output}")
     accuracy = summarise(by_seed(records, "accuracy"))
     write_readme_block(args.readme, which_recipe_lines(accuracy, in_table_order({(d, r) for d, r, _ in accuracy})))
-    with_capped, _ = with_capped_full_cells(by_seed(records, "accuracy"), by_seed(paper_capped, "accuracy"))
-    write_readme_block(args.readme, regime_expectation_lines(with_capped), PAPER_RECIPE_MARKERS)
+    with_capped, capped_cells = with_capped_full_cells(by_seed(records, "accuracy"), by_seed(paper_capped, "accuracy"))
+    write_readme_block(args.readme, regime_expectation_lines(with_capped) + capped_cells_line(capped_cells), PAPER_RECIPE_MARKERS)
